@@ -1,0 +1,3 @@
+from archscope.cli import main
+
+main()

@@ -1,0 +1,157 @@
+"""The ``archscope`` command line. Commands are thin: parse, call the library, render.
+
+Nothing heavy (torch, torchvision) is imported until a command runs, so ``--help`` is fast.
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Callable, List, Optional
+
+import typer
+from rich.console import Console
+from typing_extensions import Annotated
+
+from archscope.errors import ArchscopeError
+
+app = typer.Typer(
+    help="See what a CNN does to a tensor: shapes, parameters, FLOPs, shape-mismatch diagnosis; train on Fashion-MNIST.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+# Piped output gets a wide console so tables are not squeezed into 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True)
+
+MODEL_HELP = (
+    "A zoo name (see 'archscope list'), path/to/file.py:factory, or package.module:attr. "
+    "A file or module is imported and run as Python code: only load code you trust."
+)
+
+ModelArg = Annotated[str, typer.Argument(help=MODEL_HELP, show_default=False)]
+InputOpt = Annotated[Optional[str], typer.Option("--input", "-i", help="Full input shape, e.g. 1x1x224x224.", show_default=False)]
+SizeOpt = Annotated[Optional[int], typer.Option("--size", "-s", help="Square image side; channels from the model, batch 1.", show_default=False)]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch", "-b", help="Batch size.", show_default=False)]
+DepthOpt = Annotated[int, typer.Option("--depth", "-d", help="1 = the model's children, 2 = one level deeper, ...")]
+RatioOpt = Annotated[Optional[int], typer.Option("--ratio", "-r", help="VGG: divide channel counts and FC width by R.", show_default=False)]
+ArgOpt = Annotated[Optional[List[str]], typer.Option("--arg", "-a", help="Builder keyword argument key=value (repeatable).", show_default=False)]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table | json | csv | markdown.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="meta (no weights, fastest) | cpu | cuda.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks.")]
+
+
+def run(debug: bool, action: Callable[[], Optional[int]]) -> None:
+    """Run a command body; a user's mistake becomes one line on stderr and an exit code."""
+    try:
+        code = action()
+    except ArchscopeError as error:
+        if debug:
+            traceback.print_exc()
+        err.print(f"error: {error}", style="red", highlight=False, markup=False)
+        raise typer.Exit(error.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted", style="red")
+        raise typer.Exit(130)
+    except typer.Exit:
+        raise
+    except Exception as error:  # noqa: BLE001 - a bug of ours: still one line unless --debug
+        if debug:
+            traceback.print_exc()
+        err.print(f"internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)",
+                  style="red", highlight=False, markup=False)
+        raise typer.Exit(1)
+    raise typer.Exit(code or 0)
+
+
+def model_kwargs(ratio: Optional[int], args: Optional[List[str]]) -> dict:
+    from archscope.loader import parse_args
+
+    kwargs = parse_args(args or [])
+    if ratio is not None:
+        kwargs["ratio"] = ratio
+    return kwargs
+
+
+def input_size(input_: Optional[str], size: Optional[int]):
+    from archscope.errors import UsageError
+
+    if input_ is not None and size is not None:
+        raise UsageError("give either --input or --size, not both")
+    return input_ if input_ is not None else size
+
+
+def check_format(fmt: str) -> str:
+    from archscope.errors import UsageError
+    from archscope.report.formats import FORMATS
+
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown --format '{fmt}': use one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def emit(rendered) -> None:
+    if isinstance(rendered, str):
+        sys.stdout.write(rendered if rendered.endswith("\n") else rendered + "\n")
+    else:
+        out.print(rendered)
+
+
+def _view_command(view: str, doc: str):
+    def command(
+        model: ModelArg,
+        input_: InputOpt = None,
+        size: SizeOpt = None,
+        batch: BatchOpt = None,
+        depth: DepthOpt = 1,
+        ratio: RatioOpt = None,
+        arg: ArgOpt = None,
+        fmt: FormatOpt = "table",
+        device: DeviceOpt = "meta",
+        debug: DebugOpt = False,
+    ):
+        def body():
+            from archscope.report import render
+            from archscope.trace import trace
+
+            check_format(fmt)
+            t = trace(model, input_size(input_, size), depth=depth, device=device, batch=batch,
+                      **model_kwargs(ratio, arg))
+            emit(render(t, fmt, view))
+
+        run(debug, body)
+
+    command.__doc__ = doc
+    app.command(view)(command)
+
+
+_view_command("shapes", "Output shape of every layer for one input.")
+_view_command("params", "Parameters per layer: trainable/frozen, share of total, bytes at float32.")
+_view_command("flops", "FLOPs and MACs per layer, share of total (one forward pass).")
+_view_command("summary", "All columns, plus a totals panel.")
+
+
+@app.command("list")
+def list_(
+    pattern: Annotated[str, typer.Argument(help="Shell-style pattern, e.g. 'vgg*'.")] = "*",
+    fmt: FormatOpt = "table",
+    debug: DebugOpt = False,
+):
+    """The model zoo: name, default input, params, FLOPs, description."""
+
+    def body():
+        from archscope.report.zoo import zoo_rows, render_zoo
+
+        check_format(fmt)
+        emit(render_zoo(zoo_rows(pattern), fmt))
+
+    run(debug, body)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Errors a user can cause, and the exit code each one maps to.
+
+The CLI prints ``str(error)`` as one line and exits with ``exit_code``; only
+``--debug`` shows a traceback. Library callers can catch ``ArchscopeError``.
+"""
+from __future__ import annotations
+
+
+class ArchscopeError(Exception):
+    """Base class: a problem the user can fix, described in one line."""
+
+    exit_code = 1
+
+
+class UsageError(ArchscopeError):
+    """Bad input on the command line or in an API call (exit code 2)."""
+
+    exit_code = 2
+
+
+class ModelFailure(UsageError):
+    """The model raised while running on the given input.
+
+    ``diagnosis`` (an ``archscope.trace.diagnose.Diagnosis``) says which layer
+    failed, what reached it and what to change.
+    """
+
+    def __init__(self, message: str, diagnosis=None):
+        super().__init__(message)
+        self.diagnosis = diagnosis
+
+
+class TrainingError(ArchscopeError):
+    """Training or evaluation could not go on (exit code 1)."""

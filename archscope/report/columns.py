@@ -1,0 +1,87 @@
+"""The columns each view shows, and how a cell is formatted. One place for both, so the
+rich table and the Markdown table of a command always agree."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List
+
+from archscope.trace.tracer import LayerRow, Trace
+
+
+def human(n: float, unit: str = "") -> str:
+    """1_873_930 → '1.87 M'; small numbers stay exact."""
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= factor:
+            return f"{n / factor:.2f} {prefix}{unit}"
+    return f"{int(n)} {unit}".strip()
+
+
+def shape_text(shape: Any) -> str:
+    if shape is None:
+        return "—"
+    if shape and isinstance(shape[0], list):
+        return ", ".join(shape_text(s) for s in shape)
+    return "×".join(str(d) for d in shape)
+
+
+def share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "—"
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    cell: Callable[[LayerRow, Trace], str]
+    numeric: bool = False
+
+
+def _output(r: LayerRow, t: Trace) -> str:
+    if r.kind == "module" and r.calls == 0:
+        return "not run"
+    text = shape_text(r.output_shape) if r.kind == "module" else "(own forward)"
+    return text + (f" (×{r.calls} calls)" if r.calls > 1 and r.kind == "module" else "")
+
+
+NAME = Column("Layer", lambda r, t: r.name)
+TYPE = Column("Type", lambda r, t: r.type)
+OUTPUT = Column("Output shape", _output)
+PARAMS = Column("Params", lambda r, t: f"{r.params:,}", True)
+TRAINABLE = Column("Trainable", lambda r, t: f"{r.trainable_params:,}", True)
+FROZEN = Column("Frozen", lambda r, t: f"{r.frozen_params:,}", True)
+PARAM_SHARE = Column("% params", lambda r, t: share(r.params, t.totals.params), True)
+BYTES = Column("fp32 bytes", lambda r, t: human(4 * r.params, "B"), True)
+FLOPS = Column("FLOPs", lambda r, t: human(r.flops), True)
+MACS = Column("MACs", lambda r, t: human(r.macs), True)
+FLOP_SHARE = Column("% FLOPs", lambda r, t: share(r.flops, t.totals.flops), True)
+
+VIEWS: Dict[str, List[Column]] = {
+    "shapes": [NAME, TYPE, OUTPUT],
+    "params": [NAME, TYPE, PARAMS, TRAINABLE, FROZEN, PARAM_SHARE, BYTES],
+    "flops": [NAME, TYPE, FLOPS, MACS, FLOP_SHARE],
+    "summary": [NAME, TYPE, OUTPUT, PARAMS, PARAM_SHARE, FLOPS, MACS, FLOP_SHARE],
+}
+
+TITLES = {
+    "shapes": "output shape per layer",
+    "params": "parameters per layer",
+    "flops": "FLOPs per layer",
+    "summary": "summary",
+}
+
+
+def header(t: Trace, view: str) -> str:
+    return f"{t.model} — {TITLES[view]} — input {shape_text(t.input_shape)} on {t.device}"
+
+
+def caption(t: Trace) -> str:
+    return f"FLOPs convention: {t.flops_convention}."
+
+
+def totals_lines(t: Trace) -> List[str]:
+    tot = t.totals
+    return [
+        f"input {shape_text(t.input_shape)} → output {shape_text(t.output_shape)}  (device: {t.device})",
+        f"params {tot.params:,} ({human(tot.params)}), trainable {tot.trainable_params:,}, "
+        f"frozen {tot.params - tot.trainable_params:,}, {human(4 * tot.params, 'B')} at float32",
+        f"FLOPs {tot.flops:,} ({human(tot.flops)}), MACs {tot.macs:,} ({human(tot.macs)}) per forward pass",
+    ]

@@ -1,0 +1,45 @@
+"""rich tables (terminal and Jupyter)."""
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+
+from rich.text import Text
+
+from archscope.report.columns import VIEWS, caption, header, totals_lines
+from archscope.trace.tracer import Trace
+
+
+def table(t: Trace, view: str = "summary") -> Table:
+    tbl = Table(header_style="bold")
+    for col in VIEWS[view]:
+        tbl.add_column(col.title, justify="right" if col.numeric else "left", no_wrap=True)
+    for row in t.rows:
+        style = "dim" if row.kind != "module" or row.calls == 0 else None
+        tbl.add_row(*(col.cell(row, t) for col in VIEWS[view]), style=style)
+    return tbl
+
+
+def summary_table(t: Trace, view: str = "summary"):
+    # Header and convention are lines of their own: a table caption would wrap to the table's width.
+    parts = [Text(header(t, view), style="bold"), Text(caption(t), style="dim"), table(t, view)]
+    if view == "summary":
+        parts.append(Panel("\n".join(totals_lines(t)), title="totals", expand=False))
+    if t.note:
+        parts.append(f"[yellow]note:[/] {t.note}")
+    return Group(*parts)
+
+
+def to_html(t: Trace, view: str = "summary") -> str:
+    console = Console(record=True, width=140, file=_Null(), force_jupyter=False)
+    console.print(summary_table(t, view))
+    return console.export_html(inline_styles=True, code_format="<pre style=\"font-family:monospace\">{code}</pre>")
+
+
+class _Null:
+    def write(self, _):
+        return 0
+
+    def flush(self):
+        pass
