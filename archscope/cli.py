@@ -117,7 +117,7 @@ def _view_command(view: str, doc: str):
 
             check_format(fmt)
             t = trace(model, input_size(input_, size), depth=depth, device=device, batch=batch,
-                      **model_kwargs(ratio, arg))
+                      model_kwargs=model_kwargs(ratio, arg))
             emit(render(t, fmt, view))
 
         run(debug, body)

@@ -38,7 +38,7 @@ class Column:
 def _output(r: LayerRow, t: Trace) -> str:
     if r.kind == "module" and r.calls == 0:
         return "not run"
-    text = shape_text(r.output_shape) if r.kind == "module" else "(own forward)"
+    text = shape_text(r.output_shape) if r.kind in ("module", "total") else "(own forward)"
     return text + (f" (×{r.calls} calls)" if r.calls > 1 and r.kind == "module" else "")
 
 

@@ -8,7 +8,13 @@ from rich.table import Table
 from rich.text import Text
 
 from archscope.report.columns import VIEWS, caption, header, totals_lines
-from archscope.trace.tracer import Trace
+from archscope.trace.tracer import LayerRow, Trace
+
+
+def total_row(t: Trace) -> LayerRow:
+    tot = t.totals
+    return LayerRow("total", "", 0, t.output_shape, t.input_shape, tot.params, tot.trainable_params,
+                    tot.flops, 1, kind="total")
 
 
 def table(t: Trace, view: str = "summary") -> Table:
@@ -18,6 +24,9 @@ def table(t: Trace, view: str = "summary") -> Table:
     for row in t.rows:
         style = "dim" if row.kind != "module" or row.calls == 0 else None
         tbl.add_row(*(col.cell(row, t) for col in VIEWS[view]), style=style)
+    if view != "shapes":
+        total = total_row(t)
+        tbl.add_row(*(col.cell(total, t) for col in VIEWS[view]), style="bold", end_section=True)
     return tbl
 
 

@@ -217,8 +217,9 @@ def forward(model: nn.Module, x: torch.Tensor, device: str, flop_counter=None) -
 
 
 def _named_tensors(model: nn.Module):
-    yield from model.named_parameters(remove_duplicate=False)
-    yield from model.named_buffers(remove_duplicate=False)
+    # Tied tensors appear once; functional_call(tie_weights=True) maps them to every use.
+    yield from model.named_parameters()
+    yield from model.named_buffers()
 
 
 def _tensors(model: nn.Module):
@@ -298,7 +299,8 @@ def trace(
     depth: int = 1,
     device: str = "meta",
     batch: Optional[int] = None,
-    **model_kwargs,
+    model_kwargs: Optional[Dict[str, Any]] = None,
+    **kwargs,
 ) -> Trace:
     """Trace a zoo model by name, a ``file.py:factory`` / ``module:attr`` spec, or an
     ``nn.Module``. A module passed in is left exactly as it was.
@@ -306,7 +308,11 @@ def trace(
     >>> t = trace("vgg", ratio=8)
     >>> t.row("vgg_block_5").output_shape
     [1, 64, 7, 7]
+
+    Builder options go in ``**kwargs`` or, when one is named like an argument of
+    ``trace`` itself, in ``model_kwargs``.
     """
+    model_kwargs = {**(model_kwargs or {}), **kwargs}
     from torch.utils.flop_counter import FlopCounterMode
 
     from archscope.loader import load_model
