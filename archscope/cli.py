@@ -132,6 +132,38 @@ _view_command("flops", "FLOPs and MACs per layer, share of total (one forward pa
 _view_command("summary", "All columns, plus a totals panel.")
 
 
+@app.command("check")
+def check_(
+    model: ModelArg,
+    input_: InputOpt = None,
+    size: SizeOpt = None,
+    batch: BatchOpt = None,
+    sizes: Annotated[Optional[str], typer.Option("--sizes", help="Also scan square sides A..B, e.g. 32..512.", show_default=False)] = None,
+    ratio: RatioOpt = None,
+    arg: ArgOpt = None,
+    fmt: FormatOpt = "table",
+    device: DeviceOpt = "meta",
+    debug: DebugOpt = False,
+):
+    """Check that every Linear gets its in_features (and every conv its in_channels); explain a failure.
+
+    Exit 0 when every check holds, 1 when any fails.
+    """
+
+    def body():
+        from archscope.report.check import render_check
+        from archscope.trace.check import check, parse_sizes
+
+        check_format(fmt)
+        span = parse_sizes(sizes) if sizes is not None else None
+        report = check(model, input_size(input_, size), batch=batch, device=device, sizes=span,
+                       model_kwargs=model_kwargs(ratio, arg))
+        emit(render_check(report, fmt))
+        return 0 if report.ok else 1
+
+    run(debug, body)
+
+
 @app.command("list")
 def list_(
     pattern: Annotated[str, typer.Argument(help="Shell-style pattern, e.g. 'vgg*'.")] = "*",

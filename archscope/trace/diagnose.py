@@ -86,7 +86,9 @@ def diagnose(model: nn.Module, shape: Sequence[int], error: BaseException, loade
             sides = solver.sides_giving_width(model, shape, name, want)
             if sides:
                 lo, hi = sides
-                fix += f", or feed {lo}×{lo}" if lo == hi else f", or feed a side in {lo}..{hi} (e.g. {_nearest(shape[2], lo, hi)}×{_nearest(shape[2], lo, hi)})"
+                default = getattr(loaded, "input_size", None)
+                pick = default if isinstance(default, int) and lo <= default <= hi else _nearest(shape[2], lo, hi)
+                fix += f", or feed {lo}×{lo}" if lo == hi else f", or feed a side in {lo}..{hi} (e.g. {pick}×{pick})"
             else:
                 fix += f" (no square input side up to {solver.MAX_SIDE} gives {want} features)"
         return Diagnosis(name, type_name, arriving, kind, problem, fix, message)
@@ -95,7 +97,8 @@ def diagnose(model: nn.Module, shape: Sequence[int], error: BaseException, loade
         want, got = module.in_channels, arriving[1]
         problem = f"{_x(arriving)} arrives with {got} channels but it expects in_channels={want}"
         if list(arriving) == list(shape):  # the model's first layer sees the raw input
-            fix = (f"feed a {want}-channel input (--input {_x([shape[0], want, *shape[2:]])}), "
+            command_line = "x".join(str(d) for d in (shape[0], want, *shape[2:]))  # typeable on a terminal
+            fix = (f"feed a {want}-channel input (--input {command_line}), "
                    f"or build it with in_channels={got} (--arg in_channels={got})")
         else:
             fix = f"set {label}'s in_channels={got}, or make the layer before it output {want} channels"

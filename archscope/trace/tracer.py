@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from archscope.errors import ModelFailure, UsageError
+from archscope.loader import load_model
 from archscope.trace.inputs import InputSize, Shape, resolve_shape
 
 FLOPS_CONVENTION = (
@@ -315,30 +316,15 @@ def trace(
     model_kwargs = {**(model_kwargs or {}), **kwargs}
     from torch.utils.flop_counter import FlopCounterMode
 
-    from archscope.loader import load_model
-
     if depth < 1:
         raise UsageError(f"bad --depth {depth}: it must be >= 1")
     device = _check_device(device)
     loaded = load_model(model, device=device, **model_kwargs)
-    module = loaded.module
-    shape = resolve_shape(input_size, module, loaded.input_size, batch)
-    note = None
-    run_device = device
-    try:
-        out, rec, counter = _counted_forward(module, shape, device, FlopCounterMode)
-    except Exception as error:  # noqa: BLE001 - diagnosed below
-        if device == "meta" and is_meta_limitation(error):
-            note = f"this model cannot run on the meta device ({_first_line(error)}); traced on CPU with real weights"
-            run_device = "cpu"
-            if loaded.rebuild is not None:
-                module = loaded.rebuild("cpu")
-            try:
-                out, rec, counter = _counted_forward(module, shape, "cpu", FlopCounterMode)
-            except Exception as cpu_error:  # noqa: BLE001
-                raise _failure(module, shape, cpu_error, loaded) from cpu_error
-        else:
-            raise _failure(module, shape, error, loaded) from error
+    shape = resolve_shape(input_size, loaded.module, loaded.input_size, batch)
+    run = attempt(loaded, shape, device, FlopCounterMode(display=False))
+    if run.error is not None:
+        raise failure(run, shape, loaded)
+    module, rec, counter = run.module, run.recorder, run.flop_counter
 
     total_flops = counter.get_total_flops()
     rows = build_rows(module, rec, depth, total_flops, root_label=type(module).__name__)
@@ -346,27 +332,55 @@ def trace(
     return Trace(
         model=loaded.label,
         input_shape=list(shape),
-        output_shape=shape_of(out),
-        device=run_device,
+        output_shape=shape_of(run.output),
+        device=run.device,
         depth=depth,
         rows=rows,
         totals=Totals(params, trainable, total_flops),
         options=dict(model_kwargs),
-        note=note,
+        note=run.note,
     )
 
 
-def _counted_forward(module, shape, device, FlopCounterMode):
-    counter = FlopCounterMode(display=False)
-    x = torch.zeros(shape, device=device)
-    out, rec = forward(module, x, device, counter)
-    return out, rec, counter
+@dataclass
+class Attempt:
+    """One forward of a loaded model: its output and hooks' record, or the error it raised."""
+
+    module: nn.Module
+    device: str
+    recorder: Optional[Recorder]
+    output: Any = None
+    error: Optional[BaseException] = None
+    note: Optional[str] = None
+    flop_counter: Any = None
 
 
-def _failure(module, shape, error, loaded) -> ModelFailure:
+def attempt(loaded, shape: Shape, device: str, flop_counter=None) -> Attempt:
+    """Run once on ``device``; if the meta device itself is the obstacle (data-dependent
+    code), run again on CPU with real weights and say so in ``note``."""
+    module = loaded.module
+    try:
+        out, rec = forward(module, torch.zeros(shape, device=device), device, flop_counter)
+        return Attempt(module, device, rec, out, flop_counter=flop_counter)
+    except Exception as error:  # noqa: BLE001 - reported to the caller
+        if not (device == "meta" and is_meta_limitation(error)):
+            return Attempt(module, device, error.__archscope_recorder__, error=error, flop_counter=flop_counter)
+        note = f"this model cannot run on the meta device ({_first_line(error)}); traced on CPU with real weights"
+    if loaded.rebuild is not None:
+        module = loaded.rebuild("cpu")
+    if flop_counter is not None:
+        flop_counter = type(flop_counter)(display=False)
+    try:
+        out, rec = forward(module, torch.zeros(shape, device="cpu"), "cpu", flop_counter)
+        return Attempt(module, "cpu", rec, out, note=note, flop_counter=flop_counter)
+    except Exception as error:  # noqa: BLE001
+        return Attempt(module, "cpu", error.__archscope_recorder__, error=error, note=note, flop_counter=flop_counter)
+
+
+def failure(run: Attempt, shape: Shape, loaded) -> ModelFailure:
     from archscope.trace.diagnose import diagnose
 
-    diagnosis = diagnose(module, shape, error, loaded)
+    diagnosis = diagnose(run.module, shape, run.error, loaded)
     return ModelFailure(diagnosis.one_line(), diagnosis)
 
 
