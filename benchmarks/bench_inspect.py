@@ -1,0 +1,84 @@
+"""Inspection speed and memory, measured against torchinfo in one process.
+
+    python benchmarks/bench_inspect.py [--repeats 7]
+
+1. name → summary for full VGG-11 at 224×224: archscope (build on meta + trace + FLOPs +
+   render) against building the same model on CPU + torchinfo.summary. Median of N runs
+   after one warm-up of each (imports and PyTorch's lazy initialisation excluded). Goal ≥ 20×.
+2. Peak RSS of `archscope summary samples/huge_model.py:build` (~10 G parameters) in a fresh
+   process, next to the RSS of a bare `import torch` for scale. Goal < 1 GiB.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def archscope_summary():
+    from rich.console import Console
+
+    from archscope.report import render
+    from archscope.trace import trace
+
+    Console(file=io.StringIO(), width=160).print(render(trace("vgg"), "table", "summary"))
+
+
+def torchinfo_summary():
+    import torchinfo
+
+    from archscope.zoo import get_model
+
+    str(torchinfo.summary(get_model("vgg"), input_size=(1, 1, 224, 224), verbose=0))
+
+
+def peak_rss_mib(args) -> float:
+    """Peak resident memory of a child process, in MiB (Linux reports ru_maxrss in KiB)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(after, before) / 1024
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+
+    # Memory first, while this process is still small: Linux carries a parent's peak RSS into a
+    # forked child's ru_maxrss, so children forked after the CPU builds below would read high.
+    # Each child is fresh; the smaller one goes first because RUSAGE_CHILDREN keeps a maximum.
+    torch_only = peak_rss_mib([sys.executable, "-c", "import torch"])
+    huge = peak_rss_mib([sys.executable, "-m", "archscope", "summary", "samples/huge_model.py:build"])
+
+    ours = median_seconds(archscope_summary, args.repeats)
+    theirs = median_seconds(torchinfo_summary, args.repeats)
+    print(f"VGG-11 @224 name → summary, median of {args.repeats}:")
+    print(f"  archscope (meta: build + trace + FLOPs + render): {ours * 1000:8.1f} ms")
+    print(f"  CPU build + torchinfo.summary:                    {theirs * 1000:8.1f} ms")
+    print(f"  ratio: {theirs / ours:.1f}x faster (goal >= 20x)")
+
+    print("samples/huge_model.py (9.93 G parameters, 39.7 GB at float32):")
+    print(f"  peak RSS of `archscope summary`: {huge:7.1f} MiB (goal < 1024 MiB)")
+    print(f"  peak RSS of a bare `import torch`: {torch_only:5.1f} MiB (for scale)")
+
+
+if __name__ == "__main__":
+    main()
