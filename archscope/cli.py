@@ -22,7 +22,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 # Piped output gets a wide console so tables are not squeezed into 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 160)
+stdout = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 MODEL_HELP = (
@@ -95,7 +95,7 @@ def emit(rendered) -> None:
     if isinstance(rendered, str):
         sys.stdout.write(rendered if rendered.endswith("\n") else rendered + "\n")
     else:
-        out.print(rendered)
+        stdout.print(rendered)
 
 
 def _view_command(view: str, doc: str):
@@ -177,6 +177,98 @@ def list_(
 
         check_format(fmt)
         emit(render_zoo(zoo_rows(pattern), fmt))
+
+    run(debug, body)
+
+
+@app.command("train")
+def train_(
+    model: ModelArg,
+    epochs: Annotated[int, typer.Option(help="Passes over the training set.")] = 5,
+    batch_size: Annotated[Optional[int], typer.Option(help="Default: the model's recipe (256 LeNet, 128 others).", show_default=False)] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate. Default: the recipe (0.02 LeNet, 0.002 NiN/GoogLeNet, 0.001 AlexNet/VGG).", show_default=False)] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="adam | sgd (momentum 0.9). Default adam.", show_default=False)] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Default 0.", show_default=False)] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="none | cosine | onecycle. Default onecycle.", show_default=False)] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option(help="Default 0.", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the weights and the shuffles.")] = 0,
+    device: Annotated[str, typer.Option(help="auto (CUDA if present) | cpu | cuda.")] = "auto",
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast. Default: on for CUDA.", show_default=False)] = None,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
+    resize: Annotated[Optional[int], typer.Option(help="Input side. Default: the model's (224; 96 GoogLeNet; 28 LeNet).", show_default=False)] = None,
+    limit_train: Annotated[Optional[int], typer.Option(help="Use only the first N training images.", show_default=False)] = None,
+    limit_test: Annotated[Optional[int], typer.Option(help="Evaluate on the first N test images.", show_default=False)] = None,
+    out: Annotated[Optional[str], typer.Option(help="Run directory. Default runs/MODEL-TIME.", show_default=False)] = None,
+    resume: Annotated[Optional[str], typer.Option(help="Continue the run saved in this last.pt.", show_default=False)] = None,
+    data_dir: Annotated[Optional[str], typer.Option(help="Folder with the four Fashion-MNIST IDX files.", show_default=False)] = None,
+    download: Annotated[bool, typer.Option("--download", help="Fetch Fashion-MNIST through torchvision if it is not found.")] = False,
+    ratio: RatioOpt = None,
+    arg: ArgOpt = None,
+    debug: DebugOpt = False,
+):
+    """Train on Fashion-MNIST, GPU first; checkpoints every epoch and on Ctrl-C.
+
+    Data is looked for in --data-dir, $ARCHSCOPE_DATA, ~/.cache/archscope, /usr/share/datasets/fashion-mnist.
+    """
+
+    def body():
+        from archscope.report.training import history_table
+        from archscope.train import TrainConfig, resume_config, train
+
+        if resume:
+            cfg = resume_config(resume, {"device": device if device != "auto" else None, "data_dir": data_dir,
+                                         "compile": compile_ or None})
+            if cfg.model != model:
+                from archscope.errors import TrainingError
+                raise TrainingError(f"checkpoint {resume} is a run of '{cfg.model}', not '{model}'")
+        else:
+            cfg = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                              weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing, seed=seed,
+                              device=device, amp=amp, compile=compile_, resize=resize, limit_train=limit_train,
+                              limit_test=limit_test, out=out, data_dir=data_dir, download=download,
+                              model_kwargs=model_kwargs(ratio, arg))
+        result = train(cfg, console=err)
+        if result.interrupted:
+            return 130
+        if result.history:
+            stdout.print(history_table(result.history))
+        stdout.print(f"best test accuracy {result.best_test_acc:.4f}; run saved in {result.run_dir} "
+                  f"(metrics.jsonl, last.pt, best.pt{', curves.png' if result.plot_note is None else ''})")
+        if result.plot_note:
+            stdout.print(f"note: {result.plot_note}")
+
+    run(debug, body)
+
+
+@app.command("eval")
+def eval_(
+    model: ModelArg,
+    checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="A last.pt or best.pt written by 'archscope train'.")],
+    batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 256,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    resize: Annotated[Optional[int], typer.Option(help="Input side. Default: the checkpoint's.", show_default=False)] = None,
+    limit_test: Annotated[Optional[int], typer.Option(help="Evaluate on the first N test images.", show_default=False)] = None,
+    data_dir: Annotated[Optional[str], typer.Option(help="Folder with the four Fashion-MNIST IDX files.", show_default=False)] = None,
+    ratio: RatioOpt = None,
+    arg: ArgOpt = None,
+    fmt: FormatOpt = "table",
+    debug: DebugOpt = False,
+):
+    """Test accuracy of a checkpoint, per class, with the confusion matrix."""
+
+    def body():
+        import json as json_
+
+        from archscope.report.training import evaluation_view
+        from archscope.train.session import evaluate_checkpoint
+
+        check_format(fmt)
+        result = evaluate_checkpoint(model, checkpoint, model_kwargs(ratio, arg), device=device, batch_size=batch_size,
+                                     resize=resize, limit_test=limit_test, data_dir=data_dir)
+        if fmt == "json":
+            emit(json_.dumps(result.to_dict(), indent=2))
+        else:
+            stdout.print(evaluation_view(result))
 
     run(debug, body)
 
