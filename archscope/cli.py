@@ -186,7 +186,7 @@ def train_(
     model: ModelArg,
     epochs: Annotated[int, typer.Option(help="Passes over the training set.")] = 5,
     batch_size: Annotated[Optional[int], typer.Option(help="Default: the model's recipe (256 LeNet, 128 others).", show_default=False)] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate. Default: the recipe (0.02 LeNet, 0.002 NiN/GoogLeNet, 0.001 AlexNet/VGG).", show_default=False)] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate. Default: the recipe (0.02 LeNet, 0.002 NiN/GoogLeNet, 0.001 VGG, 0.0001 AlexNet).", show_default=False)] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="adam | sgd (momentum 0.9). Default adam.", show_default=False)] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help="Default 0.", show_default=False)] = None,
     schedule: Annotated[Optional[str], typer.Option(help="none | cosine | onecycle. Default onecycle.", show_default=False)] = None,
@@ -227,7 +227,7 @@ def train_(
                               device=device, amp=amp, compile=compile_, resize=resize, limit_train=limit_train,
                               limit_test=limit_test, out=out, data_dir=data_dir, download=download,
                               model_kwargs=model_kwargs(ratio, arg))
-        result = train(cfg, console=err)
+        result = train(cfg, console=err, resume=resume)
         if result.interrupted:
             return 130
         if result.history:

@@ -89,8 +89,9 @@ def download(root: Optional[Path] = None) -> Path:
     return root
 
 
-def read_idx(path: Path) -> torch.Tensor:
-    """One IDX file (gzip or raw) as a uint8 tensor; any damage is a TrainingError naming it."""
+def read_idx(path: Path, ndim: int) -> torch.Tensor:
+    """One IDX file (gzip or raw) of ``ndim`` dimensions (3: images, 1: labels) as a uint8
+    tensor; any damage is a TrainingError naming the file."""
     try:
         with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
             raw = f.read()
@@ -99,9 +100,9 @@ def read_idx(path: Path) -> torch.Tensor:
     if len(raw) < 4:
         raise TrainingError(f"{path} is truncated: {len(raw)} bytes")
     magic = int.from_bytes(raw[:4], "big")
-    ndim = raw[3]
-    if raw[:2] != b"\0\0" or raw[2] != 0x08 or IDX_MAGIC.get(ndim) != magic:
-        raise TrainingError(f"{path} is not an IDX file of uint8 images or labels (magic number {magic:#010x})")
+    if magic != IDX_MAGIC[ndim]:
+        what = "images" if ndim == 3 else "labels"
+        raise TrainingError(f"{path} is not an IDX file of {what}: magic number {magic} where {IDX_MAGIC[ndim]} belongs")
     header = 4 + 4 * ndim
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     count = 1
@@ -131,7 +132,7 @@ def load(data_dir: Optional[str] = None, device: str = "cpu", download_if_missin
             raise
         download()
         paths = find_files(str(cache_dir()))
-    t = {key: read_idx(path) for key, path in paths.items()}
+    t = {key: read_idx(path, 3 if key.endswith("images") else 1) for key, path in paths.items()}
     for split in ("train", "test"):
         images, labels = t[f"{split}_images"], t[f"{split}_labels"]
         if images.dim() != 3 or labels.dim() != 1 or len(images) != len(labels):

@@ -122,8 +122,8 @@ def validate(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
-    if not cfg.lr > 0:
-        raise UsageError("--lr must be > 0")
+    if not 0 < cfg.lr < torch.finfo(torch.float32).max:
+        raise UsageError(f"--lr must be > 0 and below {torch.finfo(torch.float32).max:.3g}")
 
 
 def build_model(cfg: TrainConfig, device: torch.device):
@@ -139,13 +139,13 @@ def build_model(cfg: TrainConfig, device: torch.device):
 
 
 def train(cfg: TrainConfig, console=None, on_step: Optional[Callable[[int, int, StopRequest], None]] = None,
-          handle_signals: bool = True) -> TrainResult:
-    """Train; ``on_step(epoch, step, stop)`` lets a caller (a test) request a stop."""
+          handle_signals: bool = True, resume: Optional[str] = None) -> TrainResult:
+    """Train; ``resume`` is a last.pt to continue (its config comes from ``resume_config``);
+    ``on_step(epoch, step, stop)`` lets a caller (a test) request a stop."""
     from rich.console import Console
 
     console = console or Console(stderr=True)
-    resume_state = None
-    if cfg.out is None and not getattr(cfg, "_resume_path", None):
+    if cfg.out is None:
         cfg.out = f"runs/{Path(cfg.model).stem.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
     cfg = cfg.filled()
     validate(cfg)
@@ -176,9 +176,9 @@ def train(cfg: TrainConfig, console=None, on_step: Optional[Callable[[int, int, 
     run_dir.mkdir(parents=True, exist_ok=True)
     start_epoch, start_step, history, best_acc = 0, 0, [], -1.0
     partial = None
-    if getattr(cfg, "_resume_state", None) is not None:
-        resume_state = cfg._resume_state
-        ckpt.load_weights(model, resume_state["model"], cfg._resume_path, cfg.model)
+    if resume is not None:
+        resume_state = ckpt.load(resume)
+        ckpt.load_weights(model, resume_state["model"], resume, cfg.model)
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         ckpt.set_rng_state(resume_state["rng"])
@@ -285,8 +285,6 @@ def resume_config(path: str, overrides: Dict[str, Any]) -> TrainConfig:
             saved[key] = overrides[key]
     cfg = TrainConfig(**saved)
     cfg.out = saved.get("out") or str(Path(path).parent)
-    cfg._resume_state = state
-    cfg._resume_path = path
     return cfg
 
 
