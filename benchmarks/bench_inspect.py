@@ -5,7 +5,9 @@
 1. name → summary for full VGG-11 at 224×224: archscope (build on meta + trace + FLOPs +
    render) against building the same model on CPU + torchinfo.summary. Median of N runs
    after one warm-up of each (imports and PyTorch's lazy initialisation excluded). Goal ≥ 20×.
-2. Peak RSS of `archscope summary samples/huge_model.py:build` (~10 G parameters) in a fresh
+2. `archscope check alexnet --sizes 32..511`: 480 square sides probed on meta (goal: well
+   under 10 s).
+3. Peak RSS of `archscope summary samples/huge_model.py:build` (~10 G parameters) in a fresh
    process, next to the RSS of a bare `import torch` for scale. Goal < 1 GiB.
 """
 from __future__ import annotations
@@ -75,6 +77,12 @@ def main():
     print(f"  CPU build + torchinfo.summary:                    {theirs * 1000:8.1f} ms")
     print(f"  ratio: {theirs / ours:.1f}x faster (goal >= 20x)")
 
+    from archscope.trace.check import scan_sizes
+
+    start = time.perf_counter()
+    scan = scan_sizes("alexnet", 32, 511)
+    print(f"AlexNet size scan 32..511 ({len(scan.probes)} sides on meta): {time.perf_counter() - start:.2f} s "
+          f"(goal: well under 10 s); FC-valid sides {scan.valid_for('fc.0')[0]}..{scan.valid_for('fc.0')[-1]}")
     print("samples/huge_model.py (9.93 G parameters, 39.7 GB at float32):")
     print(f"  peak RSS of `archscope summary`: {huge:7.1f} MiB (goal < 1024 MiB)")
     print(f"  peak RSS of a bare `import torch`: {torch_only:5.1f} MiB (for scale)")

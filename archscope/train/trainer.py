@@ -4,7 +4,8 @@ config → device → data (whole dataset on the device) → model → optimizer
 resume → epochs of (shuffled index batches → forward/backward, statistics kept on the
 device) → evaluation → metrics.jsonl, last.pt / best.pt → curves.png.
 
-On CUDA: bf16 autocast, channels_last and cudnn.benchmark, and no host sync inside an
+On CUDA: bf16 autocast, channels_last and cudnn.benchmark (channels_last on CPU too for
+inputs of 96×96 and up), and no host sync inside an
 epoch except the progress bar's, every ``log_every`` steps. Ctrl-C or SIGTERM finishes the
 current step, saves ``last.pt`` (mid-epoch position included) and exits; ``--resume``
 continues exactly where it stopped.
@@ -164,7 +165,10 @@ def train(cfg: TrainConfig, console=None, on_step: Optional[Callable[[int, int, 
 
     # ---- model, optimizer, schedule
     model, side, channels = build_model(cfg, device)
-    if cuda:
+    # channels_last: cuDNN's fast path, and on CPU oneDNN's NHWC convolutions are ~20% faster at
+    # 224×224 (measured on AlexNet); on LeNet-sized inputs it buys nothing, so CPU keeps NCHW there.
+    channels_last = cuda or side >= 96
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     optimizer = make_optimizer(cfg, model.parameters())
@@ -214,7 +218,7 @@ def train(cfg: TrainConfig, console=None, on_step: Optional[Callable[[int, int, 
             t0 = time.perf_counter()
             with _progress(console, epoch, cfg.epochs, steps_per_epoch, first) as bar:
                 for step, idx in batches(len(train_set), cfg.batch_size, order, first):
-                    x = prepare(train_set.images[idx], side, channels, cuda)
+                    x = prepare(train_set.images[idx], side, channels, channels_last)
                     y = train_set.labels[idx]
                     with autocast(device, amp):
                         logits = step_model(x)
@@ -244,7 +248,7 @@ def train(cfg: TrainConfig, console=None, on_step: Optional[Callable[[int, int, 
                         return TrainResult(str(run_dir), history, best_acc, interrupted=True)
             _check_finite(sums, epoch, cfg)
             train_time = time.perf_counter() - t0
-            test = evaluate(step_model, test_set, side, cfg.batch_size * 2, amp, cuda, channels)
+            test = evaluate(step_model, test_set, side, cfg.batch_size * 2, amp, channels_last, channels)
             seen = sums["seen"].item()
             row = {
                 "epoch": epoch + 1, "train_loss": sums["loss"].item() / seen, "train_acc": sums["correct"].item() / seen,
