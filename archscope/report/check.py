@@ -1,6 +1,8 @@
 """Rendering of ``archscope check`` reports."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import List
 
@@ -30,6 +32,15 @@ def scan_lines(report: CheckReport) -> List[str]:
     return lines
 
 
+def _csv(report: CheckReport) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["name", "type", "field", "expected", "arriving", "ok"])
+    for c in report.layers:
+        w.writerow([c.name, c.type, c.field, c.expected, "" if c.arriving is None else c.arriving, c.ok])
+    return buf.getvalue()
+
+
 def render_check(report: CheckReport, fmt: str = "table"):
     if fmt == "json":
         return json.dumps(report.to_dict(), indent=2)
@@ -49,16 +60,9 @@ def render_check(report: CheckReport, fmt: str = "table"):
     if report.note:
         tail.append(f"note: {report.note}")
     tail.append("all checks hold" if report.ok else "some checks fail")
-    if fmt in ("markdown", "csv"):
-        if fmt == "csv":
-            import csv
-            import io
-            buf = io.StringIO()
-            w = csv.writer(buf, lineterminator="\n")
-            w.writerow(["name", "type", "field", "expected", "arriving", "ok"])
-            for c in report.layers:
-                w.writerow([c.name, c.type, c.field, c.expected, "" if c.arriving is None else c.arriving, c.ok])
-            return buf.getvalue()
+    if fmt == "csv":
+        return _csv(report)
+    if fmt == "markdown":
         lines = [f"**{head}**", "", "| " + " | ".join(titles) + " |", "|---|---|---|---:|---|---|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines + [""] + [f"- {t}" for t in tail]) + "\n"

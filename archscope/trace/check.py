@@ -16,7 +16,7 @@ from archscope.loader import load_model
 from archscope.trace.diagnose import Diagnosis, diagnose
 from archscope.trace.inputs import InputSize, resolve_shape
 from archscope.trace.solver import SizeScan, scan
-from archscope.trace.tracer import _check_device, attempt
+from archscope.trace.tracer import attempt, check_device
 
 
 @dataclass
@@ -90,7 +90,7 @@ def check(
     6400
     """
     model_kwargs = {**(model_kwargs or {}), **kwargs}
-    device = _check_device(device)
+    device = check_device(device)
     loaded = load_model(model, device=device, **model_kwargs)
     shape = resolve_shape(input_size, loaded.module, loaded.input_size, batch)
     run = attempt(loaded, shape, device)

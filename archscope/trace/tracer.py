@@ -318,7 +318,7 @@ def trace(
 
     if depth < 1:
         raise UsageError(f"bad --depth {depth}: it must be >= 1")
-    device = _check_device(device)
+    device = check_device(device)
     loaded = load_model(model, device=device, **model_kwargs)
     shape = resolve_shape(input_size, loaded.module, loaded.input_size, batch)
     run = attempt(loaded, shape, device, FlopCounterMode(display=False))
@@ -394,7 +394,7 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-def _check_device(device: str) -> str:
+def check_device(device: str) -> str:
     device = str(device).lower()
     if device not in ("meta", "cpu") and not device.startswith("cuda"):
         raise UsageError(f"unknown --device '{device}': use meta, cpu or cuda")

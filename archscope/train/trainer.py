@@ -284,12 +284,12 @@ def resume_config(path: str, overrides: Dict[str, Any]) -> TrainConfig:
     """The saved run's config; ``overrides`` may change where and how fast it runs, not what it computes."""
     state = ckpt.load(path)
     saved = dict(state["config"])
-    for key in ("device", "out", "data_dir", "compile"):
+    for key in ("device", "data_dir", "compile"):
         if overrides.get(key) is not None:
             saved[key] = overrides[key]
-    cfg = TrainConfig(**saved)
-    cfg.out = saved.get("out") or str(Path(path).parent)
-    return cfg
+    # The run continues in the folder the checkpoint is in now, wherever it was first written.
+    saved["out"] = overrides.get("out") or str(Path(path).parent)
+    return TrainConfig(**saved)
 
 
 def config_dict(cfg: TrainConfig) -> Dict[str, Any]:
