@@ -184,7 +184,7 @@ def list_(
 @app.command("train")
 def train_(
     model: ModelArg,
-    epochs: Annotated[int, typer.Option(help="Passes over the training set.")] = 5,
+    epochs: Annotated[Optional[int], typer.Option(help="Passes over the training set. [default: 5]", show_default=False)] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Default: the model's recipe (256 LeNet, 128 others).", show_default=False)] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate. Default: the recipe (0.02 LeNet, 0.002 NiN/GoogLeNet, 0.001 VGG, 0.0001 AlexNet).", show_default=False)] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="adam | sgd (momentum 0.9). Default adam.", show_default=False)] = None,
@@ -217,12 +217,12 @@ def train_(
 
         if resume:
             cfg = resume_config(resume, {"device": device if device != "auto" else None, "data_dir": data_dir,
-                                         "compile": compile_ or None})
+                                         "compile": compile_ or None, "out": out, "epochs": epochs})
             if cfg.model != model:
                 from archscope.errors import TrainingError
                 raise TrainingError(f"checkpoint {resume} is a run of '{cfg.model}', not '{model}'")
         else:
-            cfg = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+            cfg = TrainConfig(model=model, epochs=5 if epochs is None else epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                               weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing, seed=seed,
                               device=device, amp=amp, compile=compile_, resize=resize, limit_train=limit_train,
                               limit_test=limit_test, out=out, data_dir=data_dir, download=download,

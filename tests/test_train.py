@@ -247,3 +247,18 @@ def test_bad_training_options(tmp_path):
         train(small(tmp_path, schedule="step"), console=quiet())
     with pytest.raises(UsageError):
         train(small(tmp_path, batch_size=0), console=quiet())
+
+
+def test_resume_can_extend_a_constant_lr_run_exactly(tmp_path):
+    whole = train(small(tmp_path / "a", epochs=3, schedule="none"), console=quiet())
+    train(small(tmp_path / "b", epochs=2, schedule="none"), console=quiet())
+    last = str(tmp_path / "b" / "run" / "last.pt")
+    longer = train(resume_config(last, {"epochs": 3}), console=quiet(), resume=last)
+    assert _history_numbers(longer.history) == _history_numbers(whole.history)
+
+
+def test_resume_refuses_to_stretch_a_schedule(tmp_path, cli):
+    train(small(tmp_path, epochs=1), console=quiet())  # one-cycle by default
+    r = cli("train", "lenet", "--resume", tmp_path / "run" / "last.pt", "--epochs", "4")
+    assert r.exit_code == 2 and "cannot change on resume with the 'onecycle' schedule" in r.stderr
+

@@ -87,3 +87,15 @@ def test_models_take_in_channels_and_num_classes():
         with torch.device("meta"):
             net = get_model(name, in_channels=3, num_classes=7)
         assert net(torch.empty(2, 3, size, size, device="meta")).shape == (2, 7)
+
+
+def test_zoo_models_flatten_safely_under_channels_last():
+    torch.manual_seed(0)
+    for name in list_models():
+        model = get_model(name, **({"ratio": 8} if name == "vgg" else {})).eval()
+        side = get_entry(name).input_size
+        x = torch.randn(2, 1, side, side)
+        with torch.no_grad():
+            expected = model(x)
+            got = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)

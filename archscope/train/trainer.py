@@ -281,7 +281,8 @@ def train(cfg: TrainConfig, console=None, on_step: Optional[Callable[[int, int, 
 
 
 def resume_config(path: str, overrides: Dict[str, Any]) -> TrainConfig:
-    """The saved run's config; ``overrides`` may change where and how fast it runs, not what it computes."""
+    """The saved run's config; ``overrides`` may change where and how fast it runs (device,
+    data_dir, compile, out) and, with a constant learning rate, how many epochs it lasts."""
     state = ckpt.load(path)
     saved = dict(state["config"])
     for key in ("device", "data_dir", "compile"):
@@ -289,6 +290,16 @@ def resume_config(path: str, overrides: Dict[str, Any]) -> TrainConfig:
             saved[key] = overrides[key]
     # The run continues in the folder the checkpoint is in now, wherever it was first written.
     saved["out"] = overrides.get("out") or str(Path(path).parent)
+    epochs = overrides.get("epochs")
+    if epochs is not None and epochs != saved["epochs"]:
+        # More epochs extend a constant learning rate exactly; a cosine or one-cycle schedule was
+        # planned for the original length, and stretching it would silently change the run.
+        if epochs < state["epoch"]:
+            raise UsageError(f"--epochs {epochs}: the run in {path} has already done {state['epoch']} epochs")
+        if saved["schedule"] != "none":
+            raise UsageError(f"--epochs cannot change on resume with the '{saved['schedule']}' schedule, planned for "
+                             f"{saved['epochs']} epochs; start a new run, or train with --schedule none to extend later")
+        saved["epochs"] = epochs
     return TrainConfig(**saved)
 
 
