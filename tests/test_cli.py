@@ -120,3 +120,11 @@ def test_python_dash_m_and_no_torchvision_on_start_up():
 def test_usage_error_from_typer_is_exit_2():
     r = run_cli("shapes")
     assert r.returncode == 2
+
+
+def test_list_in_csv_and_markdown(cli):
+    rows = cli("list", "*net", "-f", "csv").stdout.splitlines()
+    assert rows[0] == "name,input_shape,params,flops,description"
+    assert rows[1].startswith(f"alexnet,1x1x224x224,46764746,{trace('alexnet').totals.flops},")
+    md = cli("list", "-f", "markdown").stdout
+    assert "| lenet | 1×1×28×28 | 61,706 |" in md and md.count("\n| ") == 6

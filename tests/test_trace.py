@@ -243,3 +243,11 @@ def test_json_dict_has_the_documented_keys():
 def test_renders_in_jupyter():
     html = trace("lenet")._repr_html_()
     assert "<pre" in html and "Conv2d" in html and "61,706" in html
+
+
+def test_uninitialised_lazy_model_is_traced_on_a_copy():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(10))
+    t = trace(net, input_size=(1, 1, 8, 8))
+    assert t.device == "cpu" and "lazy" in t.note
+    assert t.row("2").params == 4 * 6 * 6 * 10 + 10 and t.row("2").input_shape == [1, 144]
+    assert isinstance(net[2].weight, nn.parameter.UninitializedParameter)  # the user's object is untouched

@@ -54,7 +54,8 @@ def render_check(report: CheckReport, fmt: str = "table"):
     tail = [f"{convs_ok} conv in_channels checks hold"] if convs_ok else []
     if report.diagnosis:
         d = report.diagnosis
-        tail += [f"FAILED at {d.layer or '(model)'} ({d.layer_type}): {d.problem}", f"fix: {d.fix}"]
+        where = f" at {d.layer or '(model)'} ({d.layer_type})" if d.layer_type else ""
+        tail += [f"FAILED{where}: {d.problem}", f"fix: {d.fix}"]
     if report.scan:
         tail += scan_lines(report)
     if report.note:

@@ -9,6 +9,7 @@ parameter model traces in milliseconds and a few hundred MB.
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -359,6 +360,13 @@ def attempt(loaded, shape: Shape, device: str, flop_counter=None) -> Attempt:
     """Run once on ``device``; if the meta device itself is the obstacle (data-dependent
     code), run again on CPU with real weights and say so in ``note``."""
     module = loaded.module
+    if device == "meta" and loaded.rebuild is None and _has_lazy_parameters(module):
+        # Uninitialised lazy parameters have no shape to stand in for on meta, and running the
+        # user's own object would materialise them: run a copy on CPU instead.
+        module = copy.deepcopy(module)
+        out, rec = forward(module, torch.zeros(shape), "cpu", flop_counter)
+        note = "the model has uninitialised lazy parameters; a copy of it was traced on CPU"
+        return Attempt(module, "cpu", rec, out, note=note, flop_counter=flop_counter)
     try:
         out, rec = forward(module, torch.zeros(shape, device=device), device, flop_counter)
         return Attempt(module, device, rec, out, flop_counter=flop_counter)
@@ -375,6 +383,10 @@ def attempt(loaded, shape: Shape, device: str, flop_counter=None) -> Attempt:
         return Attempt(module, "cpu", rec, out, note=note, flop_counter=flop_counter)
     except Exception as error:  # noqa: BLE001
         return Attempt(module, "cpu", error.__archscope_recorder__, error=error, note=note, flop_counter=flop_counter)
+
+
+def _has_lazy_parameters(model: nn.Module) -> bool:
+    return any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters())
 
 
 def failure(run: Attempt, shape: Shape, loaded) -> ModelFailure:
