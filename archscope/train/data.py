@@ -156,12 +156,14 @@ def prepare(images: torch.Tensor, side: int, channels: int = 1, channels_last: b
     return x
 
 
-def batches(n: int, batch_size: int, order: Optional[torch.Tensor] = None, start: int = 0) -> Iterator[Tuple[int, torch.Tensor]]:
-    """(step, index tensor) for each batch of a pass, from step ``start`` on."""
+def batches(n: int, batch_size: int, order: Optional[torch.Tensor] = None, start: int = 0,
+            device=None) -> Iterator[Tuple[int, torch.Tensor]]:
+    """(step, index tensor) for each batch of a pass, from step ``start`` on: slices of
+    ``order`` if given, else consecutive indices made directly on ``device``."""
     steps = (n + batch_size - 1) // batch_size
     for step in range(start, steps):
         lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
-        yield step, (order[lo:hi] if order is not None else torch.arange(lo, hi))
+        yield step, (order[lo:hi] if order is not None else torch.arange(lo, hi, device=device))
 
 
 def epoch_order(n: int, seed: int, epoch: int, device) -> torch.Tensor:

@@ -46,8 +46,7 @@ def evaluate(model, split: Split, side: int, batch_size: int, amp: bool = False,
     device = split.images.device
     loss_sum = torch.zeros((), device=device)
     confusion = torch.zeros(len(CLASSES) * len(CLASSES), dtype=torch.long, device=device)
-    for _, idx in batches(len(split), batch_size):
-        idx = idx.to(device)
+    for _, idx in batches(len(split), batch_size, device=device):
         x = prepare(split.images[idx], side, channels, channels_last)
         y = split.labels[idx]
         with autocast(device, amp):

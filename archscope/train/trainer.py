@@ -228,10 +228,10 @@ def train(cfg: TrainConfig, console=None, on_step: Optional[Callable[[int, int, 
                     optimizer.step()
                     scheduler.step()
                     # Statistics stay on the device: no host sync per batch.
-                    n = torch.tensor(float(len(idx)), device=device)
-                    sums["loss"] += loss.detach() * n
+                    # (A Python number as the other operand is a kernel argument, not a host-to-device copy.)
+                    sums["loss"] += loss.detach() * len(idx)
                     sums["correct"] += (logits.argmax(1) == y).sum()
-                    sums["seen"] += n
+                    sums["seen"] += len(idx)
                     sums["steps"] += 1
                     sums["first_bad"] = torch.where((sums["first_bad"] < 0) & ~torch.isfinite(loss.detach()),
                                                     sums["steps"], sums["first_bad"])
