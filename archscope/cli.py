@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import sys
 import traceback
-from typing import Callable, List, Optional
+from typing import Annotated, Callable, List, Optional
 
 import typer
 from rich.console import Console
-from typing_extensions import Annotated
 
 from archscope.errors import ArchscopeError
 
