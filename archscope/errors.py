@@ -32,3 +32,9 @@ class ModelFailure(UsageError):
 
 class TrainingError(ArchscopeError):
     """Training or evaluation could not go on (exit code 1)."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (PyTorch's are often long), or its type."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -102,8 +102,8 @@ def check(
             continue
         field, expected, dim = contract
         arriving_shape = run.recorder.inputs.get(name) if run.recorder else None
-        arriving = None
-        if arriving_shape and isinstance(arriving_shape[0], int) and len(arriving_shape) > abs(dim) - (dim < 0):
+        arriving = None  # not reached, or several inputs
+        if arriving_shape and isinstance(arriving_shape[0], int) and len(arriving_shape) > max(dim, 0):
             arriving = arriving_shape[dim]
         layers.append(LayerCheck(name, type(layer).__name__, field, expected, arriving, arriving_shape))
     diagnosis = diagnose(module, shape, run.error, loaded) if run.error is not None else None

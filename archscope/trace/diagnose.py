@@ -12,6 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from torch import nn
 
+from archscope.errors import first_line
+
 from archscope.trace.arithmetic import SPATIAL_TYPES, output_sides
 
 
@@ -46,11 +48,6 @@ def failing_layer(error: BaseException):
     return name, module, recorder.inputs.get(name)
 
 
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
-
-
 def classify(module: nn.Module, arriving: Any) -> Optional[str]:
     """Which contract of the layer the arriving shape breaks, judged from the layer itself."""
     if not arriving or not isinstance(arriving[0], int):
@@ -69,7 +66,7 @@ def diagnose(model: nn.Module, shape: Sequence[int], error: BaseException, loade
     from archscope.trace import solver
 
     found = failing_layer(error)
-    message = _first_line(error)
+    message = first_line(error)
     if found is None:
         return Diagnosis(None, None, list(shape), "other", message, "check the model's forward for this input", message)
     name, module, arriving = found

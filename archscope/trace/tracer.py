@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from archscope.errors import ModelFailure, UsageError
+from archscope.errors import ModelFailure, UsageError, first_line
 from archscope.loader import load_model
 from archscope.trace.inputs import InputSize, Shape, resolve_shape
 
@@ -50,10 +50,6 @@ class LayerRow:
     @property
     def frozen_params(self) -> int:
         return self.params - self.trainable_params
-
-    @property
-    def ran(self) -> bool:
-        return self.calls > 0 or self.kind != "module"
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
@@ -373,7 +369,7 @@ def attempt(loaded, shape: Shape, device: str, flop_counter=None) -> Attempt:
     except Exception as error:  # noqa: BLE001 - reported to the caller
         if not (device == "meta" and is_meta_limitation(error)):
             return Attempt(module, device, error.__archscope_recorder__, error=error, flop_counter=flop_counter)
-        note = f"this model cannot run on the meta device ({_first_line(error)}); traced on CPU with real weights"
+        note = f"this model cannot run on the meta device ({first_line(error)}); traced on CPU with real weights"
     if loaded.rebuild is not None:
         module = loaded.rebuild("cpu")
     if flop_counter is not None:
@@ -399,11 +395,6 @@ def failure(run: Attempt, shape: Shape, loaded) -> ModelFailure:
 def _unique_params(model: nn.Module) -> Tuple[int, int]:
     params = list(model.parameters())  # parameters() already yields a shared tensor once
     return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 def check_device(device: str) -> str:
