@@ -1,6 +1,8 @@
 """rich tables (terminal and Jupyter)."""
 from __future__ import annotations
 
+import io
+
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
@@ -41,14 +43,7 @@ def summary_table(t: Trace, view: str = "summary"):
 
 
 def to_html(t: Trace, view: str = "summary") -> str:
-    console = Console(record=True, width=140, file=_Null(), force_jupyter=False)
+    console = Console(record=True, width=140, file=io.StringIO(), force_jupyter=False)
     console.print(summary_table(t, view))
     return console.export_html(inline_styles=True, code_format="<pre style=\"font-family:monospace\">{code}</pre>")
 
-
-class _Null:
-    def write(self, _):
-        return 0
-
-    def flush(self):
-        pass

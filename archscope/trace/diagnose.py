@@ -111,14 +111,13 @@ def diagnose(model: nn.Module, shape: Sequence[int], error: BaseException, loade
                 fix = f"no square side up to {solver.MAX_SIDE} gets through every conv/pool layer"
             else:
                 fix = f"feed at least {smallest}×{smallest} (the smallest side that gets through every conv/pool layer)"
-                runs = solver.runs_at(model, shape, smallest)
-                if not runs:
-                    width = solver.first_width_failure(model, shape, smallest)
-                    if width is not None:
-                        lname, want = width
-                        sides = solver.sides_giving_width(model, shape, lname, want)
-                        if sides:
-                            fix += f"; the whole model runs only at sides {sides[0]}..{sides[1]} ({lname} needs {want} features)"
+                # One probe at that side: if a Linear then refuses the width, say which sides satisfy it.
+                width = solver.first_width_failure(model, shape, smallest)
+                if width is not None:
+                    lname, want = width
+                    sides = solver.sides_giving_width(model, shape, lname, want)
+                    if sides:
+                        fix += f"; the whole model runs only at sides {sides[0]}..{sides[1]} ({lname} needs {want} features)"
         else:
             fix = "feed a larger input, or use less downsampling (smaller stride/kernel, fewer pools)"
         return Diagnosis(name, type_name, arriving, kind, problem, fix, message)

@@ -86,11 +86,8 @@ def smallest_side(model: nn.Module, shape: Sequence[int]) -> Optional[int]:
     return hi
 
 
-def runs_at(model: nn.Module, shape: Sequence[int], side: int) -> bool:
-    return probe(model, shape, side).ok
-
-
 def first_width_failure(model, shape, side) -> Optional[Tuple[str, int]]:
+    """(Linear name, its in_features) if the model fails at ``side`` on a Linear's width."""
     p = probe(model, shape, side)
     if p.kind != "width":
         return None

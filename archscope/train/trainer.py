@@ -196,7 +196,7 @@ def train(cfg: TrainConfig, console=None, on_step: Optional[Callable[[int, int, 
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "rng": ckpt.rng_state(), "epoch": epoch, "step": step,
             "partial": {k: v.detach().cpu() for k, v in sums.items()} if sums else None,
-            "history": history, "best_test_acc": best_acc, "config": config_dict(cfg),
+            "history": history, "best_test_acc": best_acc, "config": asdict(cfg),
         }
 
     stop = StopRequest()
@@ -301,10 +301,6 @@ def resume_config(path: str, overrides: Dict[str, Any]) -> TrainConfig:
                              f"{saved['epochs']} epochs; start a new run, or train with --schedule none to extend later")
         saved["epochs"] = epochs
     return TrainConfig(**saved)
-
-
-def config_dict(cfg: TrainConfig) -> Dict[str, Any]:
-    return {k: v for k, v in asdict(cfg).items()}
 
 
 def _zero_sums(device) -> Dict[str, torch.Tensor]:
