@@ -25,13 +25,18 @@ stdout = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 MODEL_HELP = (
-    "A zoo name (see 'archscope list'), path/to/file.py:factory, or package.module:attr. "
-    "A file or module is imported and run as Python code: only load code you trust."
+    "A zoo name (see 'archscope list'), tv:NAME (torchvision), timm:NAME, path/to/file.py:factory, "
+    "or package.module:attr. A file or module is imported and run as Python code: only load code you trust."
 )
 
 ModelArg = Annotated[str, typer.Argument(help=MODEL_HELP, show_default=False)]
-InputOpt = Annotated[Optional[str], typer.Option("--input", "-i", help="Full input shape, e.g. 1x1x224x224.", show_default=False)]
-SizeOpt = Annotated[Optional[int], typer.Option("--size", "-s", help="Square image side; channels from the model, batch 1.", show_default=False)]
+InputOpt = Annotated[Optional[List[str]], typer.Option(
+    "--input", "-i", show_default=False,
+    help="Input shape with optional dtype, one per positional input of forward: 1x1x224x224, 1x128:int64 (repeatable).")]
+InputDataOpt = Annotated[Optional[str], typer.Option(
+    "--input-data", show_default=False,
+    help="A tensor, tuple (positional inputs) or dict (keyword inputs) saved with torch.save, fed as is.")]
+SizeOpt = Annotated[Optional[int], typer.Option("--size", "-s", help="Image side; the rank, channels from the model's first conv, batch 1.", show_default=False)]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch", "-b", help="Batch size.", show_default=False)]
 DepthOpt = Annotated[int, typer.Option("--depth", "-d", help="1 = the model's children, 2 = one level deeper, ...")]
 RatioOpt = Annotated[Optional[int], typer.Option("--ratio", "-r", help="VGG: divide channel counts and FC width by R.", show_default=False)]
@@ -73,12 +78,19 @@ def model_kwargs(ratio: Optional[int], args: Optional[List[str]]) -> dict:
     return kwargs
 
 
-def input_size(input_: Optional[str], size: Optional[int]):
+def input_options(input_: Optional[List[str]], size: Optional[int], input_data: Optional[str] = None) -> dict:
+    """``--input``/``--size``/``--input-data`` → ``input_size=`` and ``input_data=`` of the API."""
     from archscope.errors import UsageError
 
-    if input_ is not None and size is not None:
-        raise UsageError("give either --input or --size, not both")
-    return input_ if input_ is not None else size
+    given = [name for name, v in (("--input", input_), ("--size", size), ("--input-data", input_data)) if v]
+    if len(given) > 1:
+        raise UsageError(f"give either {' or '.join(given)}, not both")
+    if input_data:
+        from archscope.trace.inputs import load_input_data
+        return {"input_size": None, "input_data": load_input_data(input_data)}
+    if input_:
+        return {"input_size": input_[0] if len(input_) == 1 else list(input_), "input_data": None}
+    return {"input_size": size, "input_data": None}
 
 
 def check_format(fmt: str) -> str:
@@ -102,6 +114,7 @@ def _view_command(view: str, doc: str):
         model: ModelArg,
         input_: InputOpt = None,
         size: SizeOpt = None,
+        input_data: InputDataOpt = None,
         batch: BatchOpt = None,
         depth: DepthOpt = 1,
         ratio: RatioOpt = None,
@@ -115,8 +128,8 @@ def _view_command(view: str, doc: str):
             from archscope.trace import trace
 
             check_format(fmt)
-            t = trace(model, input_size(input_, size), depth=depth, device=device, batch=batch,
-                      model_kwargs=model_kwargs(ratio, arg))
+            t = trace(model, depth=depth, device=device, batch=batch, model_kwargs=model_kwargs(ratio, arg),
+                      **input_options(input_, size, input_data))
             emit(render(t, fmt, view))
 
         run(debug, body)
@@ -136,6 +149,7 @@ def check_(
     model: ModelArg,
     input_: InputOpt = None,
     size: SizeOpt = None,
+    input_data: InputDataOpt = None,
     batch: BatchOpt = None,
     sizes: Annotated[Optional[str], typer.Option("--sizes", help="Also scan square sides A..B, e.g. 32..512.", show_default=False)] = None,
     ratio: RatioOpt = None,
@@ -155,8 +169,8 @@ def check_(
 
         check_format(fmt)
         span = parse_sizes(sizes) if sizes is not None else None
-        report = check(model, input_size(input_, size), batch=batch, device=device, sizes=span,
-                       model_kwargs=model_kwargs(ratio, arg))
+        report = check(model, batch=batch, device=device, sizes=span, model_kwargs=model_kwargs(ratio, arg),
+                       **input_options(input_, size, input_data))
         emit(render_check(report, fmt))
         return 0 if report.ok else 1
 
@@ -165,11 +179,11 @@ def check_(
 
 @app.command("list")
 def list_(
-    pattern: Annotated[str, typer.Argument(help="Shell-style pattern, e.g. 'vgg*'.")] = "*",
+    pattern: Annotated[str, typer.Argument(help="Shell-style pattern, e.g. 'vgg*'; tv: or 'tv:res*' for torchvision, 'timm:*vit*' for timm.")] = "*",
     fmt: FormatOpt = "table",
     debug: DebugOpt = False,
 ):
-    """The model zoo: name, default input, params, FLOPs, description."""
+    """The model zoo (or torchvision's / timm's models): name, default input, params, FLOPs, description."""
 
     def body():
         from archscope.report.zoo import zoo_rows, render_zoo
@@ -272,8 +286,40 @@ def eval_(
     run(debug, body)
 
 
+def _version(value: bool):
+    if value:
+        from archscope import __version__
+        print(f"archscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+):
+    """See what a CNN does to a tensor: shapes, parameters, FLOPs, shape-mismatch diagnosis; train on Fashion-MNIST."""
+
+
 def main() -> None:
-    app()
+    """Entry point. Click's own parse errors (``--size abc``) become one line and exit 2,
+    like every other usage error, instead of a boxed multi-line message."""
+    try:
+        from typer._click import exceptions  # typer 0.2x carries its own copy of click
+    except ImportError:
+        from click import exceptions
+
+    try:
+        code = app(standalone_mode=False)
+    except exceptions.NoArgsIsHelpError:
+        code = 0  # the help has been printed
+    except exceptions.UsageError as error:
+        command = error.ctx.command_path if error.ctx else "archscope"
+        err.print(f"error: {error.format_message()} (see '{command} --help')", style="red", highlight=False, markup=False)
+        code = 2
+    except typer.Abort:
+        err.print("interrupted", style="red")
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

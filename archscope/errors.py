@@ -38,3 +38,15 @@ def first_line(error: BaseException) -> str:
     """The first line of an exception's message (PyTorch's are often long), or its type."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+def is_meta_limitation(error: BaseException) -> bool:
+    """True when an error comes from the meta device itself (data-dependent code such as
+    ``.item()``/``.tolist()``, an op without a meta kernel), not from the model being wrong:
+    then building or running it again on CPU is the remedy."""
+    if isinstance(error, ArchscopeError):
+        return False
+    text = str(error).lower()
+    if 'missing the required "forward"' in text:
+        return False
+    return "meta" in text or "data-dependent" in text or "data dependent" in text

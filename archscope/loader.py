@@ -1,10 +1,13 @@
 """Resolve what the user named as MODEL into an ``nn.Module``.
 
-MODEL may be a zoo name (``vgg``), a file and factory (``path/to/net.py:build``), an
+MODEL may be a zoo name (``vgg``), a torchvision or timm model (``tv:resnet50``,
+``timm:vit_tiny_patch16_224``), a file and factory (``path/to/net.py:build``), an
 importable ``package.module:attr``, or (from Python) an ``nn.Module``. A factory may be a
 function or a class; it is called with the ``--arg`` keyword arguments, inside a
 ``torch.device`` context so its parameters land on the requested device (``meta``:
-no memory). Loading a file executes it, as ``python file.py`` would.
+no memory); a builder that cannot run on meta (``.tolist()`` on a tensor while building)
+is built again on CPU, with a note saying so. Loading a file executes it, as
+``python file.py`` would, without writing ``__pycache__`` next to it.
 """
 from __future__ import annotations
 
@@ -15,21 +18,47 @@ import inspect
 import os
 import sys
 import traceback
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from torch import nn
 
-from archscope.errors import UsageError
+from archscope.errors import UsageError, first_line, is_meta_limitation
 
 
 @dataclass
 class Loaded:
     module: nn.Module
     label: str
-    input_size: Optional[int]  # default square side, when known
+    # The model's default input: a square side (int), a full shape (tuple), or ready-made
+    # ``archscope.trace.inputs.Inputs`` (e.g. a detection model's list of images); None if unknown.
+    default_input: Any
     rebuild: Optional[Callable[[str], nn.Module]]  # build again on another device
+    note: Optional[str] = None  # e.g. "built on CPU: the builder cannot run on meta"
+
+    @property
+    def input_size(self) -> Optional[int]:
+        """The default square side, when the default is one."""
+        return self.default_input if isinstance(self.default_input, int) else None
+
+
+def build_on(device: str, build: Callable[[str], nn.Module], label: str):
+    """Build on ``device``; if the builder itself cannot run on meta, build on CPU instead.
+    Returns ``(module, note)``."""
+    try:
+        with warnings.catch_warnings():  # builders' FutureWarnings about init are not the user's business here
+            warnings.simplefilter("ignore")
+            return build(device), None
+    except Exception as error:  # noqa: BLE001
+        cause = error.__cause__ if isinstance(error, UsageError) and error.__cause__ is not None else error
+        if device != "meta" or not is_meta_limitation(cause):
+            raise
+        note = f"{label}'s builder cannot run on the meta device ({first_line(cause)}), so it was built on CPU"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return build("cpu"), note
 
 
 def parse_args(pairs: List[str]) -> Dict[str, Any]:
@@ -53,8 +82,18 @@ def load_model(spec: Any, device: str = "meta", **kwargs) -> Loaded:
         return Loaded(spec, type(spec).__name__, getattr(spec, "input_size", None), None)
     if not isinstance(spec, str):
         raise UsageError(f"MODEL must be a zoo name, file.py:factory, module:attr or an nn.Module, not {type(spec).__name__}")
+    source, sep, name = spec.partition(":")
+    if sep and source in ("tv", "timm"):
+        from archscope.zoo import external
+        return external.load(source, name, device, kwargs)
     if ":" in spec and not _looks_like_drive(spec):
         return _load_factory(spec, device, kwargs)
+    if spec.endswith(".py"):
+        if not os.path.isfile(spec):
+            raise UsageError(f"file not found: {spec}")
+        found = module_candidates(_import_user(spec))
+        raise UsageError(f"'{spec}' is a file: add the function or class in it that builds the model, "
+                         f"as {spec}:{found[0] if found else 'build'} (candidates: {', '.join(found) or 'none found'})")
     return _load_zoo(spec, device, kwargs)
 
 
@@ -71,10 +110,11 @@ def _load_zoo(name: str, device: str, kwargs: Dict[str, Any]) -> Loaded:
         with torch.device(dev):
             try:
                 return get_model(name, **kwargs)
-            except (TypeError, ValueError) as error:
-                raise UsageError(f"cannot build {name} with {_fmt(kwargs)}: {error}") from error
+            except (TypeError, ValueError, RuntimeError) as error:
+                raise UsageError(f"cannot build {name} with {_fmt(kwargs)}: {first_line(error)}") from error
 
-    return Loaded(build(device), name, entry.input_size, build)
+    module, note = build_on(device, build, name)
+    return Loaded(module, name, entry.input_size, build, note)
 
 
 def _fmt(kwargs: Dict[str, Any]) -> str:
@@ -114,8 +154,8 @@ def _load_factory(spec: str, device: str, kwargs: Dict[str, Any]) -> Loaded:
             raise UsageError(f"{label} returned a {type(model).__name__}, not an nn.Module")
         return model
 
-    model = build(device)
-    return Loaded(model, label, getattr(model, "input_size", input_size), build)
+    model, note = build_on(device, build, label)
+    return Loaded(model, label, getattr(model, "input_size", input_size), build, note)
 
 
 def _check_kwargs(factory: Callable, kwargs: Dict[str, Any], label: str) -> None:
@@ -142,11 +182,14 @@ def _import_user(target: str):
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, os.path.dirname(path))  # so the file can import its neighbours
+        no_bytecode = sys.dont_write_bytecode
+        sys.dont_write_bytecode = True  # inspection leaves the user's folders as they were
         try:
             spec.loader.exec_module(module)
         except Exception as error:  # noqa: BLE001
             raise UsageError(f"importing {target} raised {user_error(error, path)}") from error
         finally:
+            sys.dont_write_bytecode = no_bytecode
             sys.path.remove(os.path.dirname(path))
         return module
     try:
@@ -170,6 +213,8 @@ def user_error(error: BaseException, path: Optional[str]) -> str:
         mine = [f for f in frames if not f.filename.startswith(here) and "importlib" not in f.filename]
     if isinstance(error, SyntaxError) and error.lineno:
         where = f" ({os.path.basename(error.filename or '?')}, line {error.lineno})"
+        message = error.msg or "invalid syntax"  # str(error) repeats the location
+        return f"{type(error).__name__}: {message}{where}"
     elif mine:
         where = f" ({os.path.basename(mine[-1].filename)}, line {mine[-1].lineno})"
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List
 
-from archscope.trace.tracer import LayerRow, Trace
+from archscope.trace.records import LayerRow, Trace, shape_text  # noqa: F401 - shape_text is used here and re-exported
 
 
 def human(n: float, unit: str = "") -> str:
@@ -14,14 +14,6 @@ def human(n: float, unit: str = "") -> str:
         if abs(n) >= factor:
             return f"{n / factor:.2f} {prefix}{unit}"
     return f"{int(n)} {unit}".strip()
-
-
-def shape_text(shape: Any) -> str:
-    if shape is None:
-        return "—"
-    if shape and isinstance(shape[0], list):
-        return ", ".join(shape_text(s) for s in shape)
-    return "×".join(str(d) for d in shape)
 
 
 def share(part: int, whole: int) -> str:
@@ -38,7 +30,7 @@ class Column:
 def _output(r: LayerRow, t: Trace) -> str:
     if r.kind == "module" and r.calls == 0:
         return "not run"
-    text = shape_text(r.output_shape) if r.kind in ("module", "total") else "(own forward)"
+    text = shape_text(r.output_shape) if r.kind in ("module", "container", "total") else "(own forward)"
     return text + (f" (×{r.calls} calls)" if r.calls > 1 and r.kind == "module" else "")
 
 
@@ -70,17 +62,30 @@ TITLES = {
 
 
 def header(t: Trace, view: str) -> str:
-    return f"{t.model} — {TITLES[view]} — input {shape_text(t.input_shape)} on {t.device}"
+    return f"{t.model} — {TITLES[view]} — input {input_text(t)} on {t.device}"
 
 
 def caption(t: Trace) -> str:
     return f"FLOPs convention: {t.flops_convention}."
 
 
+def uncounted_line(t: Trace) -> str:
+    """'not counted: aten.foo ×3, aten.bar ×1 (no FLOP formula)', or '' when every op was counted."""
+    if not t.uncounted_ops:
+        return ""
+    ops = ", ".join(f"{op} ×{n}" for op, n in t.uncounted_ops.items())
+    return f"not counted: {ops} (ops with arithmetic but no FLOP formula: the FLOPs total leaves them out)"
+
+
+def input_text(t: Trace) -> str:
+    text = shape_text(t.input_shape)
+    return text + (f" ({', '.join(t.input_dtypes)})" if t.input_dtypes else "")
+
+
 def totals_lines(t: Trace) -> List[str]:
     tot = t.totals
     return [
-        f"input {shape_text(t.input_shape)} → output {shape_text(t.output_shape)}  (device: {t.device})",
+        f"input {input_text(t)} → output {shape_text(t.output_shape)}  (device: {t.device})",
         f"params {tot.params:,} ({human(tot.params)}), trainable {tot.trainable_params:,}, "
         f"frozen {tot.params - tot.trainable_params:,}, {human(4 * tot.params, 'B')} at float32",
         f"FLOPs {tot.flops:,} ({human(tot.flops)}), MACs {tot.macs:,} ({human(tot.macs)}) per forward pass",

@@ -5,8 +5,8 @@ import csv
 import io
 import json
 
-from archscope.report.columns import VIEWS, caption, header, shape_text, totals_lines
-from archscope.trace.tracer import Trace
+from archscope.report.columns import VIEWS, caption, header, shape_text, totals_lines, uncounted_line
+from archscope.trace.records import Trace
 
 CSV_FIELDS = ["name", "type", "depth", "output_shape", "params", "trainable_params", "flops", "macs", "calls", "kind"]
 
@@ -35,6 +35,10 @@ def to_markdown(t: Trace, view: str = "summary") -> str:
         cells = [c.cell(row, t).strip().replace("|", "\\|") for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *(f"- {line}" for line in totals_lines(t))]
+    if t.uncounted_ops:
+        lines.append(f"- {uncounted_line(t)}")
+    if t.note:
+        lines.append(f"- note: {t.note}")
     return "\n".join(lines) + "\n"
 
 

@@ -9,8 +9,8 @@ from rich.table import Table
 
 from rich.text import Text
 
-from archscope.report.columns import VIEWS, caption, header, totals_lines
-from archscope.trace.tracer import LayerRow, Trace
+from archscope.report.columns import VIEWS, caption, header, totals_lines, uncounted_line
+from archscope.trace.records import LayerRow, Trace
 
 
 def total_row(t: Trace) -> LayerRow:
@@ -24,7 +24,7 @@ def table(t: Trace, view: str = "summary") -> Table:
     for col in VIEWS[view]:
         tbl.add_column(col.title, justify="right" if col.numeric else "left", no_wrap=True)
     for row in t.rows:
-        style = "dim" if row.kind != "module" or row.calls == 0 else None
+        style = "dim" if row.kind not in ("module", "container") or (row.kind == "module" and row.calls == 0) else None
         tbl.add_row(*(col.cell(row, t) for col in VIEWS[view]), style=style)
     if view != "shapes":
         total = total_row(t)
@@ -37,8 +37,10 @@ def summary_table(t: Trace, view: str = "summary"):
     parts = [Text(header(t, view), style="bold"), Text(caption(t), style="dim"), table(t, view)]
     if view == "summary":
         parts.append(Panel("\n".join(totals_lines(t)), title="totals", expand=False))
+    if t.uncounted_ops:
+        parts.append(Text(uncounted_line(t), style="yellow"))
     if t.note:
-        parts.append(f"[yellow]note:[/] {t.note}")
+        parts.append(Text.assemble(("note: ", "yellow"), t.note))
     return Group(*parts)
 
 

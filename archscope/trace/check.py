@@ -14,7 +14,8 @@ from torch import nn
 
 from archscope.loader import load_model
 from archscope.trace.diagnose import Diagnosis, diagnose
-from archscope.trace.inputs import InputSize, resolve_shape
+from archscope.errors import UsageError
+from archscope.trace.inputs import InputSize, resolve_inputs
 from archscope.trace.solver import SizeScan, scan
 from archscope.trace.tracer import attempt, check_device
 
@@ -39,7 +40,7 @@ class LayerCheck:
 @dataclass
 class CheckReport:
     model: str
-    input_shape: List[int]
+    input_shape: Any
     device: str
     layers: List[LayerCheck]
     diagnosis: Optional[Diagnosis] = None
@@ -82,6 +83,8 @@ def check(
     device: str = "meta",
     sizes: Optional[Tuple[int, int]] = None,
     model_kwargs: Optional[Dict[str, Any]] = None,
+    dtypes: Optional[List[Any]] = None,
+    input_data: Any = None,
     **kwargs,
 ) -> CheckReport:
     """Check every Linear/conv input width for one input; optionally scan ``sizes=(lo, hi)``.
@@ -92,8 +95,9 @@ def check(
     model_kwargs = {**(model_kwargs or {}), **kwargs}
     device = check_device(device)
     loaded = load_model(model, device=device, **model_kwargs)
-    shape = resolve_shape(input_size, loaded.module, loaded.input_size, batch)
-    run = attempt(loaded, shape, device)
+    inputs = resolve_inputs(input_size, loaded.module, loaded.default_input, batch, dtypes, input_data)
+    shape = inputs.shape
+    run = attempt(loaded, inputs, device)
     module = run.module
     layers = []
     for name, layer in module.named_modules():
@@ -103,17 +107,18 @@ def check(
         field, expected, dim = contract
         arriving_shape = run.recorder.inputs.get(name) if run.recorder else None
         arriving = None  # not reached, or several inputs
-        if arriving_shape and isinstance(arriving_shape[0], int) and len(arriving_shape) > max(dim, 0):
+        if isinstance(arriving_shape, list) and arriving_shape and isinstance(arriving_shape[0], int) \
+                and len(arriving_shape) > max(dim, 0):
             arriving = arriving_shape[dim]
         layers.append(LayerCheck(name, type(layer).__name__, field, expected, arriving, arriving_shape))
     diagnosis = diagnose(module, shape, run.error, loaded) if run.error is not None else None
     size_scan = None
     if sizes is not None:
-        if len(shape) != 4:
-            from archscope.errors import UsageError
-            raise UsageError("--sizes scans square images: the model needs a 4-d input (N x C x H x W)")
+        if shape is None or len(shape) != 4:
+            raise UsageError("--sizes scans square images: the model needs one 4-d input (N x C x H x W)")
         size_scan = scan(module, shape, *sizes)
-    return CheckReport(loaded.label, list(shape), run.device, layers, diagnosis, size_scan, run.note)
+    note = "; ".join(n for n in (loaded.note, run.note) if n) or None
+    return CheckReport(loaded.label, inputs.describe(), run.device, layers, diagnosis, size_scan, note)
 
 
 def scan_sizes(model: Any, lo: int, hi: int, input_size: InputSize = None, **kwargs) -> SizeScan:
@@ -123,8 +128,6 @@ def scan_sizes(model: Any, lo: int, hi: int, input_size: InputSize = None, **kwa
 
 def parse_sizes(text: str) -> Tuple[int, int]:
     """``"32..512"`` → ``(32, 512)``."""
-    from archscope.errors import UsageError
-
     lo, sep, hi = text.partition("..")
     try:
         lo_i, hi_i = int(lo), int(hi)

@@ -14,7 +14,10 @@ from torch import nn
 
 from archscope.errors import first_line
 
-from archscope.trace.arithmetic import SPATIAL_TYPES, output_sides
+from archscope.trace import solver
+from archscope.trace.arithmetic import output_sides
+from archscope.trace.blame import classify, failing_layer
+from archscope.trace.records import shape_text
 
 
 def _x(dims: Sequence[int]) -> str:
@@ -39,41 +42,19 @@ class Diagnosis:
         return asdict(self)
 
 
-def failing_layer(error: BaseException):
-    """(name, module, input shape) of the innermost module that was running, or None."""
-    recorder = getattr(error, "__archscope_recorder__", None)
-    if recorder is None or not recorder.stack:
-        return None
-    name, module, _ = recorder.stack[-1]
-    return name, module, recorder.inputs.get(name)
-
-
-def classify(module: nn.Module, arriving: Any) -> Optional[str]:
-    """Which contract of the layer the arriving shape breaks, judged from the layer itself."""
-    if not arriving or not isinstance(arriving[0], int):
-        return None
-    if isinstance(module, nn.Linear) and arriving[-1] != module.in_features:
-        return "width"
-    if isinstance(module, nn.modules.conv._ConvNd) and len(arriving) >= 2 and arriving[1] != module.in_channels:
-        return "channels"
-    sides = output_sides(module, arriving[2:]) if len(arriving) > 2 else None
-    if sides is not None and min(sides) <= 0:
-        return "spatial"
-    return None
-
-
-def diagnose(model: nn.Module, shape: Sequence[int], error: BaseException, loaded=None) -> Diagnosis:
-    from archscope.trace import solver
-
+def diagnose(model: nn.Module, shape: Optional[Sequence[int]], error: BaseException, loaded=None) -> Diagnosis:
+    """``shape`` is the single input's shape (None for several inputs or real data): the
+    size solver can only suggest other sides for one square image input."""
     found = failing_layer(error)
     message = first_line(error)
     if found is None:
-        return Diagnosis(None, None, list(shape), "other", message, "check the model's forward for this input", message)
+        arriving = list(shape) if shape is not None else None
+        return Diagnosis(None, None, arriving, "other", message, "check the model's forward for this input", message)
     name, module, arriving = found
     label = name or type(module).__name__
     kind = classify(module, arriving)
     type_name = type(module).__name__
-    image = len(shape) == 4 and shape[2] == shape[3]
+    image = shape is not None and len(shape) == 4 and shape[2] == shape[3]
 
     if kind == "width":
         want, got = module.in_features, arriving[-1]
@@ -93,7 +74,7 @@ def diagnose(model: nn.Module, shape: Sequence[int], error: BaseException, loade
     if kind == "channels":
         want, got = module.in_channels, arriving[1]
         problem = f"{_x(arriving)} arrives with {got} channels but it expects in_channels={want}"
-        if list(arriving) == list(shape):  # the model's first layer sees the raw input
+        if shape is not None and list(arriving) == list(shape):  # the model's first layer sees the raw input
             command_line = "x".join(str(d) for d in (shape[0], want, *shape[2:]))  # typeable on a terminal
             fix = (f"feed a {want}-channel input (--input {command_line}), "
                    f"or build it with in_channels={got} (--arg in_channels={got})")
@@ -122,7 +103,7 @@ def diagnose(model: nn.Module, shape: Sequence[int], error: BaseException, loade
             fix = "feed a larger input, or use less downsampling (smaller stride/kernel, fewer pools)"
         return Diagnosis(name, type_name, arriving, kind, problem, fix, message)
 
-    arriving_text = _x(arriving) if arriving and isinstance(arriving[0], int) else str(arriving)
+    arriving_text = shape_text(arriving)
     where = "its own forward" if list(module.children()) else "this layer"
     return Diagnosis(name, type_name, arriving, "other", f"{arriving_text} arrives and {where} raised: {message}",
                      f"check what {label} expects for this input", message)

@@ -13,7 +13,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-MAX_SIDE = 8192
+from archscope.errors import UsageError
+from archscope.trace.blame import classify, failing_layer
+from archscope.trace.tracer import forward
+
+MAX_SIDE = 8192  # the largest side the solver and a scan try
+MAX_SCAN = 4096  # the most sides one scan probes (each probe is one meta forward)
 
 
 @dataclass
@@ -35,15 +40,14 @@ def _linear_names(model: nn.Module) -> Dict[int, str]:
 
 def probe(model: nn.Module, shape: Sequence[int], side: int) -> Probe:
     """Run the model once on meta at ``side``×``side``."""
-    from archscope.trace.diagnose import classify, failing_layer
-    from archscope.trace.tracer import forward
-
     linears = _linear_names(model)
     x = torch.empty(_shape(shape, side), device="meta")
     try:
-        _, rec = forward(model, x, "meta")
+        _, rec = forward(model, (x,), {}, "meta")
     except Exception as error:  # noqa: BLE001 - a failing side is an answer, not an error
-        rec = error.__archscope_recorder__
+        rec = getattr(error, "__archscope_recorder__", None)
+        if rec is None:
+            raise
         found = failing_layer(error)
         kind, layer = ("other", None)
         if found is not None:
@@ -164,8 +168,10 @@ class SizeScan:
 
 def scan(model: nn.Module, shape: Sequence[int], lo: int, hi: int) -> SizeScan:
     if lo < 1 or hi < lo:
-        from archscope.errors import UsageError
         raise UsageError(f"bad --sizes {lo}..{hi}: need 1 <= A <= B")
+    if hi > MAX_SIDE or hi - lo + 1 > MAX_SCAN:
+        raise UsageError(f"--sizes {lo}..{hi} is too wide: a scan covers at most {MAX_SCAN} sides, "
+                         f"up to {MAX_SIDE} (e.g. --sizes {lo}..{min(lo + MAX_SCAN - 1, MAX_SIDE)})")
     probes = [probe(model, shape, side) for side in range(lo, hi + 1)]
     in_features = {n: m.in_features for n, m in model.named_modules() if isinstance(m, nn.Linear)}
     return SizeScan(lo, hi, probes, in_features)

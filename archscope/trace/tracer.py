@@ -1,185 +1,208 @@
 """Run a model once on a dummy input and record, per layer, what it did.
 
-One real forward call of the whole model, with forward hooks on every module:
-rows are read from the hooks, FLOPs from PyTorch's ``FlopCounterMode`` (dispatch
-level, so functional ops inside ``forward`` are seen). By default the model lives on
-the ``meta`` device: shapes, counts and FLOPs need no weights, so even a 10-billion-
-parameter model traces in milliseconds and a few hundred MB.
+One real forward call of the whole model, with forward hooks on every module and
+archscope's dispatch-level FLOP counter around it. The hooks keep a stack of the modules
+running; the counter charges every op to the innermost one, under the name it was called
+by (its *call path*). By default the model lives on the ``meta`` device: shapes, counts
+and FLOPs need no weights, so even a 10-billion-parameter model traces in milliseconds.
+
+Read top to bottom: ``trace`` (the entry point) → ``attempt`` (meta, then CPU if meta
+cannot run it) → ``forward`` (one hooked call) → ``Recorder`` (the hooks).
 """
 from __future__ import annotations
 
 import contextlib
 import copy
-from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import warnings
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
-from archscope.errors import ModelFailure, UsageError, first_line
+from archscope.errors import ModelFailure, UsageError, first_line, is_meta_limitation
 from archscope.loader import load_model
-from archscope.trace.inputs import InputSize, Shape, resolve_shape
+from archscope.trace.counter import FlopCounter
+from archscope.trace.inputs import InputSize, Inputs, resolve_inputs
+from archscope.trace.records import FLOPS_CONVENTION, LayerRow, Totals, Trace, shape_of
+from archscope.trace.rows import build_rows
 
-FLOPS_CONVENTION = (
-    "FLOPs = 2 x MACs of conv/linear/matmul, counted by torch.utils.flop_counter at dispatch level; "
-    "activations, pooling, normalisation and elementwise ops are not counted"
-)
+__all__ = ["FLOPS_CONVENTION", "LayerRow", "Totals", "Trace", "trace", "attempt", "forward", "check_device"]
 
 
-# --------------------------------------------------------------------------- results
+# --------------------------------------------------------------------------- entry point
+
+def trace(
+    model: Any,
+    input_size: InputSize = None,
+    depth: int = 1,
+    device: str = "meta",
+    batch: Optional[int] = None,
+    model_kwargs: Optional[Dict[str, Any]] = None,
+    dtypes: Optional[List[Any]] = None,
+    input_data: Any = None,
+    **kwargs,
+) -> Trace:
+    """Trace a zoo name, ``tv:NAME``, ``timm:NAME``, a ``file.py:factory`` / ``module:attr``
+    spec, or an ``nn.Module``. A module passed in is left exactly as it was.
+
+    >>> t = trace("vgg", ratio=8)
+    >>> t.row("vgg_block_5").output_shape
+    [1, 64, 7, 7]
+
+    ``input_size`` is one shape or a list (one per positional input of ``forward``),
+    ``dtypes`` one dtype per input, ``input_data`` real tensors (a tensor, tuple or dict),
+    as in torchinfo. Builder options go in ``**kwargs`` or, when one is named like an
+    argument of ``trace`` itself, in ``model_kwargs``.
+    """
+    model_kwargs = {**(model_kwargs or {}), **kwargs}
+    if depth < 1:
+        raise UsageError(f"bad --depth {depth}: it must be >= 1")
+    device = check_device(device)
+    loaded = load_model(model, device=device, **model_kwargs)
+    inputs = resolve_inputs(input_size, loaded.module, loaded.default_input, batch, dtypes, input_data)
+    run = attempt(loaded, inputs, device, FlopCounter())
+    if run.error is not None:
+        raise failure(run, inputs, loaded)
+    module, counter = run.module, run.counter
+
+    rows = build_rows(module, run.recorder, counter.by_key, depth, root_label=type(module).__name__)
+    params, trainable = _unique_params(module)
+    return Trace(
+        model=loaded.label,
+        input_shape=inputs.describe(),
+        input_dtypes=inputs.dtype_names(),
+        output_shape=shape_of(run.output),
+        device=run.device,
+        depth=depth,
+        rows=rows,
+        totals=Totals(params, trainable, counter.total),
+        options=dict(model_kwargs),
+        note="; ".join(n for n in (loaded.note, run.note) if n) or None,
+        uncounted_ops=counter.uncounted_ops(),
+    )
+
+
+def check_device(device: str) -> str:
+    device = str(device).lower()
+    if device not in ("meta", "cpu") and not device.startswith("cuda"):
+        raise UsageError(f"unknown --device '{device}': use meta, cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but no CUDA GPU is available: use --device meta or cpu")
+    return device
+
+
+def failure(run: "Attempt", inputs: Inputs, loaded) -> ModelFailure:
+    from archscope.trace.diagnose import diagnose
+
+    diagnosis = diagnose(run.module, inputs.shape, run.error, loaded)
+    message = diagnosis.one_line()
+    if run.note:
+        message += f" ({run.note})"
+    return ModelFailure(message, diagnosis)
+
+
+def _unique_params(model: nn.Module) -> Tuple[int, int]:
+    params = list(model.parameters())  # parameters() already yields a shared tensor once
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+
+
+# --------------------------------------------------------------------------- one attempt, with fallback
 
 @dataclass
-class LayerRow:
-    """One row of a trace: a module at the requested depth, or the work a parent did itself."""
+class Attempt:
+    """One forward of a loaded model: its output and hooks' record, or the error it raised."""
 
-    name: str
-    type: str
-    depth: int
-    output_shape: Any  # [1, 96, 54, 54]; a list of shapes for several outputs; None if it never ran
-    input_shape: Any
-    params: int
-    trainable_params: int
-    flops: int
-    calls: int
-    kind: str = "module"  # "module" | "self" (a parent's own forward/parameters) | "other"
-
-    @property
-    def macs(self) -> int:
-        return self.flops // 2
-
-    @property
-    def frozen_params(self) -> int:
-        return self.params - self.trainable_params
-
-    def to_dict(self) -> Dict[str, Any]:
-        d = asdict(self)
-        d["macs"] = self.macs
-        return d
-
-
-@dataclass
-class Totals:
-    params: int
-    trainable_params: int
-    flops: int
-
-    @property
-    def macs(self) -> int:
-        return self.flops // 2
-
-    def to_dict(self) -> Dict[str, int]:
-        return {"params": self.params, "trainable_params": self.trainable_params,
-                "flops": self.flops, "macs": self.macs}
-
-
-@dataclass
-class Trace:
-    """What one forward pass did, layer by layer. Renders itself in Jupyter."""
-
-    model: str
-    input_shape: List[int]
-    output_shape: Any
+    module: nn.Module
     device: str
-    depth: int
-    rows: List[LayerRow]
-    totals: Totals
-    options: Dict[str, Any] = field(default_factory=dict)
-    note: Optional[str] = None  # e.g. "fell back to CPU"
-    flops_convention: str = FLOPS_CONVENTION
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {
-            "model": self.model,
-            "options": self.options,
-            "input_shape": self.input_shape,
-            "output_shape": self.output_shape,
-            "device": self.device,
-            "depth": self.depth,
-            "flops_convention": self.flops_convention,
-            "note": self.note,
-            "layers": [r.to_dict() for r in self.rows],
-            "totals": self.totals.to_dict(),
-        }
-
-    def row(self, name: str) -> LayerRow:
-        for r in self.rows:
-            if r.name == name:
-                return r
-        raise KeyError(name)
-
-    def __rich__(self):
-        from archscope.report.tables import summary_table
-        return summary_table(self)
-
-    def _repr_html_(self) -> str:
-        from archscope.report.tables import to_html
-        return to_html(self)
+    recorder: Optional["Recorder"]
+    output: Any = None
+    error: Optional[BaseException] = None
+    note: Optional[str] = None
+    counter: Optional[FlopCounter] = None
 
 
-# --------------------------------------------------------------------------- recording
+def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] = None) -> Attempt:
+    """Run once on ``device``; if the meta device itself is the obstacle (data-dependent
+    code), run again on CPU with real weights, on a copy, and say so in ``note``.
 
-def shape_of(obj: Any) -> Any:
-    """Shapes of the tensors in a module's input or output (nested lists for several)."""
-    if isinstance(obj, torch.Tensor):
-        return list(obj.shape)
-    if isinstance(obj, dict):
-        obj = list(obj.values())
-    if isinstance(obj, (tuple, list)):
-        shapes = [shape_of(o) for o in obj]
-        shapes = [s for s in shapes if s is not None]
-        if not shapes:
-            return None
-        return shapes[0] if len(shapes) == 1 else shapes
-    return None
+    A user's own object is never run on a real device: a copy is (buffers a forward
+    updates, hooks' side effects and modes stay as they were on the original)."""
+    module = loaded.module
+    values = "the input was real data (--input-data)" if inputs.real else \
+        "the input was all zeros, so data-dependent branches followed zeros (give real inputs with --input-data)"
+    if device == "meta" and loaded.rebuild is None and _has_lazy_parameters(module):
+        # Uninitialised lazy parameters have no shape to stand in for on meta: a copy runs on CPU.
+        note = f"the model has uninitialised lazy parameters; a copy of it was traced on CPU; {values}"
+        return _run(lambda: _copy(module, "cpu"), inputs, "cpu", counter, note)
+    if device != "meta":
+        note = None if loaded.rebuild is not None else f"a copy of the model ran on {device}"
+        note = f"{note}; {values}" if note else values
+        return _run(lambda: module if loaded.rebuild is not None else _copy(module, device), inputs, device, counter, note)
 
-
-class Recorder:
-    """Forward hooks on every module: call counts, shapes, FLOPs spent inside, and the
-    stack of modules entered but not left (so a failure can be pinned to a layer)."""
-
-    def __init__(self, model: nn.Module, flop_counter=None):
-        self.flop_counter = flop_counter
-        self.names = {id(m): n for n, m in model.named_modules()}
-        self.calls: Dict[str, int] = {}
-        self.flops: Dict[str, int] = {}
-        self.inputs: Dict[str, Any] = {}
-        self.outputs: Dict[str, Any] = {}
-        self.stack: List[Tuple[str, nn.Module, Any]] = []
-        self._entered_at: List[int] = []
-        self._handles = []
-        for module in dict.fromkeys(m for _, m in model.named_modules()):
-            self._handles.append(module.register_forward_pre_hook(self._pre))
-            self._handles.append(module.register_forward_hook(self._post))
-
-    def _total_flops(self) -> int:
-        return self.flop_counter.get_total_flops() if self.flop_counter is not None else 0
-
-    def _pre(self, module, args):
-        name = self.names[id(module)]
-        self.stack.append((name, module, args))
-        self._entered_at.append(self._total_flops())
-        self.inputs[name] = shape_of(args)
-
-    def _post(self, module, args, output):
-        name, _, _ = self.stack.pop()
-        start = self._entered_at.pop()
-        self.calls[name] = self.calls.get(name, 0) + 1
-        self.flops[name] = self.flops.get(name, 0) + self._total_flops() - start
-        self.outputs[name] = shape_of(output)
-
-    def remove(self):
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+    run = _run(lambda: module, inputs, "meta", counter, None)
+    if run.error is None or not is_meta_limitation(run.error):
+        return run
+    why = first_line(run.error)
+    if loaded.rebuild is not None:
+        note = f"this model cannot run on the meta device ({why}); rebuilt and traced on CPU with random weights; {values}"
+        return _run(lambda: loaded.rebuild("cpu"), inputs, "cpu", FlopCounter() if counter else None, note)
+    note = f"this model cannot run on the meta device ({why}); a copy was traced on CPU with its weights; {values}"
+    return _run(lambda: _copy(module, "cpu"), inputs, "cpu", FlopCounter() if counter else None, note)
 
 
-def is_meta_limitation(error: BaseException) -> bool:
-    """True when an error comes from the meta device itself (data-dependent code),
-    not from the model being wrong for the input."""
-    if isinstance(error, NotImplementedError):
-        return True
-    text = str(error).lower()
-    return "meta" in text or "data-dependent" in text or "data dependent" in text
+def _run(get_module, inputs: Inputs, device: str, counter, note) -> Attempt:
+    try:
+        module = get_module()
+    except UsageError:
+        raise
+    except Exception as error:  # noqa: BLE001 - building or copying the model failed
+        raise UsageError(f"could not prepare the model for {device}: {type(error).__name__}: {first_line(error)}") from error
+    try:
+        args, kwargs = inputs.make(device)
+    except RuntimeError as error:  # e.g. an input too large to allocate
+        raise UsageError(f"could not allocate the input on {device}: {first_line(error)}") from error
+    try:
+        out, rec = forward(module, args, kwargs, device, counter)
+        return Attempt(module, device, rec, out, note=note, counter=counter)
+    except Exception as error:  # noqa: BLE001 - reported to the caller
+        return Attempt(module, device, getattr(error, "__archscope_recorder__", None), error=error,
+                       note=note, counter=counter)
+
+
+def _copy(module: nn.Module, device: str) -> nn.Module:
+    try:
+        return copy.deepcopy(module).to(device)
+    except Exception as error:  # noqa: BLE001
+        raise UsageError(f"the model could not be copied to run it on {device} "
+                         f"({type(error).__name__}: {first_line(error)}): trace it on --device meta") from error
+
+
+def _has_lazy_parameters(model: nn.Module) -> bool:
+    return any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters())
+
+
+# --------------------------------------------------------------------------- one hooked forward
+
+def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: Optional[FlopCounter] = None):
+    """One forward call with hooks, in eval mode and without autograd. On ``meta``, a
+    model with real tensors runs through ``functional_call`` with meta stand-ins, so
+    nothing of it changes. Returns ``(output, recorder)``; on failure the recorder rides
+    on the exception as ``__archscope_recorder__`` (the diagnosis reads its stack)."""
+    recorder = Recorder(model, counter)
+    try:
+        with eval_mode(model), torch.no_grad(), _quiet(), (counter or contextlib.nullcontext()):
+            if device == "meta" and any(t.device.type != "meta" for _, t in _named_tensors(model)):
+                stand_ins = {n: torch.empty_like(t, device="meta") for n, t in _named_tensors(model)}
+                out = torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
+            else:
+                out = model(*args, **kwargs)
+        return out, recorder
+    except BaseException as error:
+        error.__archscope_recorder__ = recorder
+        raise
+    finally:
+        recorder.remove()
 
 
 @contextlib.contextmanager
@@ -195,23 +218,13 @@ def eval_mode(model: nn.Module):
             m.training = training
 
 
-def forward(model: nn.Module, x: torch.Tensor, device: str, flop_counter=None) -> Tuple[Any, Recorder]:
-    """One forward call with hooks. On ``meta`` a user's real model runs through
-    ``functional_call`` with meta stand-ins for its tensors, so nothing of it changes."""
-    recorder = Recorder(model, flop_counter)
-    try:
-        with eval_mode(model), torch.no_grad(), (flop_counter or contextlib.nullcontext()):
-            if device == "meta" and any(t.device.type != "meta" for t in _tensors(model)):
-                stand_ins = {n: torch.empty_like(t, device="meta") for n, t in _named_tensors(model)}
-                out = torch.func.functional_call(model, stand_ins, (x,), tie_weights=True, strict=False)
-            else:
-                out = model(x)
-        return out, recorder
-    except BaseException as error:
-        error.__archscope_recorder__ = recorder  # the diagnosis reads the stack from it
-        raise
-    finally:
-        recorder.remove()
+@contextlib.contextmanager
+def _quiet():
+    # PyTorch's UserWarnings about the user's model (a zero-size conv, a deprecated
+    # argument) would interleave with the table; the failure, if any, is what we report.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _named_tensors(model: nn.Module):
@@ -220,187 +233,83 @@ def _named_tensors(model: nn.Module):
     yield from model.named_buffers()
 
 
-def _tensors(model: nn.Module):
-    return [t for _, t in _named_tensors(model)]
+class Recorder:
+    """Forward hooks on every module: per call path, the number of calls and the last
+    input/output shapes; the stack of modules entered but not left (so a failure can be
+    pinned to a layer); and the counter told which path the ops now belong to.
+
+    A module's call path is its caller's path plus the name the caller knows it by, so a
+    block shared by two stages is ``stage1.block`` when stage1 calls it and
+    ``stage2.block`` when stage2 does; a module called by something that does not hold it
+    keeps its first structural name."""
+
+    def __init__(self, model: nn.Module, counter: Optional[FlopCounter] = None):
+        self.root = model
+        self.counter = counter
+        self.names = {id(m): n for n, m in model.named_modules()}
+        self.calls: Dict[str, int] = {}
+        self.inputs: Dict[str, Any] = {}
+        self.outputs: Dict[str, Any] = {}
+        self.first_seen: Dict[str, int] = {}  # path → index of its first call
+        self.last_seen: Dict[str, int] = {}
+        self.stack: List[Tuple[str, nn.Module, Any]] = []
+        self._relative: Dict[Tuple[int, int], Optional[str]] = {}
+        self._finished = 0  # calls completed so far, to order them
+        self._handles = []
+        for module in dict.fromkeys(m for _, m in model.named_modules()):
+            self._handles.append(module.register_forward_pre_hook(self._pre, with_kwargs=True))
+            self._handles.append(module.register_forward_hook(self._post))
+
+    def _path(self, module: nn.Module) -> str:
+        if not self.stack:
+            return "" if module is self.root else self.names.get(id(module), "")
+        parent_path, parent, _ = self.stack[-1]
+        key = (id(parent), id(module))
+        if key not in self._relative:
+            self._relative[key] = _relative_name(parent, module)
+        rel = self._relative[key]
+        if rel is None:
+            return self.names.get(id(module), "")
+        return f"{parent_path}.{rel}" if parent_path else rel
+
+    def _pre(self, module, args, kwargs):
+        path = self._path(module)
+        self.stack.append((path, module, args))
+        self.inputs[path] = shape_of(args) if args or not kwargs else shape_of(kwargs)
+        if self.counter is not None:
+            self.counter.attribute_to = path
+
+    def _post(self, module, args, output):
+        path, _, _ = self.stack.pop()
+        self._finished += 1
+        self.first_seen.setdefault(path, self._finished)
+        self.last_seen[path] = self._finished
+        self.calls[path] = self.calls.get(path, 0) + 1
+        self.outputs[path] = shape_of(output)
+        if self.counter is not None:
+            self.counter.attribute_to = self.stack[-1][0] if self.stack else None
+
+    def first_and_last_below(self, path: str) -> Tuple[Optional[str], Optional[str]]:
+        """The called paths under ``path`` that ran first and last (for a container's shapes)."""
+        prefix = f"{path}." if path else ""
+        below = [p for p in self.calls if p.startswith(prefix) and p != path]
+        children = [p for p in below if "." not in p[len(prefix):]]
+        below = children or below
+        if not below:
+            return None, None
+        return min(below, key=self.first_seen.__getitem__), max(below, key=self.last_seen.__getitem__)
+
+    def remove(self):
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
 
 
-# --------------------------------------------------------------------------- rows
-
-def _depth(name: str) -> int:
-    return 0 if name == "" else name.count(".") + 1
-
-
-def _children(model: nn.Module) -> Dict[str, List[str]]:
-    kids: Dict[str, List[str]] = {}
-    for name, module in model.named_modules():
-        kids[name] = [f"{name}.{c}" if name else c for c, _ in module.named_children()]
-    return kids
-
-
-def build_rows(model: nn.Module, rec: Recorder, depth: int, total_flops: int, root_label: str) -> List[LayerRow]:
-    """Rows that partition the model at ``depth``: params and FLOPs add up to the totals."""
-    modules = dict(model.named_modules())
-    kids = _children(model)
-    seen_params: set = set()
-
-    def count(params) -> Tuple[int, int]:
-        total = trainable = 0
-        for p in params:
-            if id(p) in seen_params:
-                continue  # a shared parameter is counted once, where it first appears
-            seen_params.add(id(p))
-            total += p.numel()
-            trainable += p.numel() if p.requires_grad else 0
-        return total, trainable
-
-    rows: List[LayerRow] = []
-
-    def visit(name: str):
-        module = modules.get(name)
-        if module is None:
-            return  # a module registered twice: it is reported where it first appears
-        is_row = _depth(name) == depth or (not kids[name] and (name != "" or not rows))
-        if is_row:
-            params, trainable = count(module.parameters())
-            rows.append(LayerRow(
-                name=name or root_label, type=type(module).__name__, depth=_depth(name),
-                output_shape=rec.outputs.get(name), input_shape=rec.inputs.get(name),
-                params=params, trainable_params=trainable, flops=rec.flops.get(name, 0),
-                calls=rec.calls.get(name, 0),
-            ))
-            return
-        for child in kids[name]:
-            visit(child)
-        # What this parent did outside its children: its own forward's ops, its own parameters.
-        own_flops = rec.flops.get(name, 0) - sum(rec.flops.get(c, 0) for c in kids[name])
-        params, trainable = count(module.parameters(recurse=False))
-        if own_flops or params:
-            rows.append(LayerRow(
-                name=f"{name or root_label} (self)", type=type(module).__name__, depth=_depth(name),
-                output_shape=rec.outputs.get(name), input_shape=rec.inputs.get(name),
-                params=params, trainable_params=trainable, flops=own_flops,
-                calls=rec.calls.get(name, 0), kind="self",
-            ))
-
-    visit("")
-    rest = total_flops - sum(r.flops for r in rows)
-    if rest:
-        rows.append(LayerRow("(outside any module)", "-", 0, None, None, 0, 0, rest, 0, kind="other"))
-    return rows
-
-
-# --------------------------------------------------------------------------- entry point
-
-def trace(
-    model: Any,
-    input_size: InputSize = None,
-    depth: int = 1,
-    device: str = "meta",
-    batch: Optional[int] = None,
-    model_kwargs: Optional[Dict[str, Any]] = None,
-    **kwargs,
-) -> Trace:
-    """Trace a zoo model by name, a ``file.py:factory`` / ``module:attr`` spec, or an
-    ``nn.Module``. A module passed in is left exactly as it was.
-
-    >>> t = trace("vgg", ratio=8)
-    >>> t.row("vgg_block_5").output_shape
-    [1, 64, 7, 7]
-
-    Builder options go in ``**kwargs`` or, when one is named like an argument of
-    ``trace`` itself, in ``model_kwargs``.
-    """
-    model_kwargs = {**(model_kwargs or {}), **kwargs}
-    from torch.utils.flop_counter import FlopCounterMode
-
-    if depth < 1:
-        raise UsageError(f"bad --depth {depth}: it must be >= 1")
-    device = check_device(device)
-    loaded = load_model(model, device=device, **model_kwargs)
-    shape = resolve_shape(input_size, loaded.module, loaded.input_size, batch)
-    run = attempt(loaded, shape, device, FlopCounterMode(display=False))
-    if run.error is not None:
-        raise failure(run, shape, loaded)
-    module, rec, counter = run.module, run.recorder, run.flop_counter
-
-    total_flops = counter.get_total_flops()
-    rows = build_rows(module, rec, depth, total_flops, root_label=type(module).__name__)
-    params, trainable = _unique_params(module)
-    return Trace(
-        model=loaded.label,
-        input_shape=list(shape),
-        output_shape=shape_of(run.output),
-        device=run.device,
-        depth=depth,
-        rows=rows,
-        totals=Totals(params, trainable, total_flops),
-        options=dict(model_kwargs),
-        note=run.note,
-    )
-
-
-@dataclass
-class Attempt:
-    """One forward of a loaded model: its output and hooks' record, or the error it raised."""
-
-    module: nn.Module
-    device: str
-    recorder: Optional[Recorder]
-    output: Any = None
-    error: Optional[BaseException] = None
-    note: Optional[str] = None
-    flop_counter: Any = None
-
-
-def attempt(loaded, shape: Shape, device: str, flop_counter=None) -> Attempt:
-    """Run once on ``device``; if the meta device itself is the obstacle (data-dependent
-    code), run again on CPU with real weights and say so in ``note``."""
-    module = loaded.module
-    if device == "meta" and loaded.rebuild is None and _has_lazy_parameters(module):
-        # Uninitialised lazy parameters have no shape to stand in for on meta, and running the
-        # user's own object would materialise them: run a copy on CPU instead.
-        module = copy.deepcopy(module)
-        out, rec = forward(module, torch.zeros(shape), "cpu", flop_counter)
-        note = "the model has uninitialised lazy parameters; a copy of it was traced on CPU"
-        return Attempt(module, "cpu", rec, out, note=note, flop_counter=flop_counter)
-    try:
-        out, rec = forward(module, torch.zeros(shape, device=device), device, flop_counter)
-        return Attempt(module, device, rec, out, flop_counter=flop_counter)
-    except Exception as error:  # noqa: BLE001 - reported to the caller
-        if not (device == "meta" and is_meta_limitation(error)):
-            return Attempt(module, device, error.__archscope_recorder__, error=error, flop_counter=flop_counter)
-        note = f"this model cannot run on the meta device ({first_line(error)}); traced on CPU with real weights"
-    if loaded.rebuild is not None:
-        module = loaded.rebuild("cpu")
-    if flop_counter is not None:
-        flop_counter = type(flop_counter)(display=False)
-    try:
-        out, rec = forward(module, torch.zeros(shape, device="cpu"), "cpu", flop_counter)
-        return Attempt(module, "cpu", rec, out, note=note, flop_counter=flop_counter)
-    except Exception as error:  # noqa: BLE001
-        return Attempt(module, "cpu", error.__archscope_recorder__, error=error, note=note, flop_counter=flop_counter)
-
-
-def _has_lazy_parameters(model: nn.Module) -> bool:
-    return any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters())
-
-
-def failure(run: Attempt, shape: Shape, loaded) -> ModelFailure:
-    from archscope.trace.diagnose import diagnose
-
-    diagnosis = diagnose(run.module, shape, run.error, loaded)
-    return ModelFailure(diagnosis.one_line(), diagnosis)
-
-
-def _unique_params(model: nn.Module) -> Tuple[int, int]:
-    params = list(model.parameters())  # parameters() already yields a shared tensor once
-    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
-
-
-def check_device(device: str) -> str:
-    device = str(device).lower()
-    if device not in ("meta", "cpu") and not device.startswith("cuda"):
-        raise UsageError(f"unknown --device '{device}': use meta, cpu or cuda")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for but no CUDA GPU is available: use --device meta or cpu")
-    return device
+def _relative_name(parent: nn.Module, child: nn.Module) -> Optional[str]:
+    for name, module in parent._modules.items():  # the common case: a direct child
+        if module is child:
+            return name
+    for name, module in parent.named_modules():
+        if module is child and name:
+            return name
+    return None

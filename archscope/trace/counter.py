@@ -1,0 +1,199 @@
+"""archscope's FLOP counter: a small dispatch mode over PyTorch's own formulas.
+
+Every aten op that runs inside the mode is looked up in ``torch.utils.flop_counter``'s
+registry (PyTorch maintains those formulas) plus a few of our own for the fused CPU fast
+paths PyTorch has none for (multi-head attention, the transformer encoder layer, CPU
+flash attention, oneDNN's LSTM/GRU layer). Its FLOPs are charged to whatever the tracer
+says is running now (``attribute_to``), so a row's FLOPs are exactly the ops executed
+while that module was the innermost one on the hook stack.
+
+An op that does arithmetic but has no formula is not silently dropped: it is collected in
+``uncounted`` (op name → times run), and the report prints it under the table. Ops that
+the FLOPs convention leaves out on purpose (element-wise, pooling, normalisation,
+reductions, data movement) are not "uncounted": they are outside the convention.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Callable, Dict, Hashable
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry, sdpa_flop_count
+
+aten = torch.ops.aten
+
+CONVENTION = (
+    "FLOPs = 2 x MACs of conv/linear/matmul/attention/RNN, counted at dispatch level with "
+    "torch.utils.flop_counter's formulas (plus archscope's for fused CPU kernels); activations, "
+    "pooling, normalisation and element-wise ops are not counted; ops with arithmetic but no "
+    "formula are listed as uncounted"
+)
+
+# --------------------------------------------------------------------------- extra formulas
+# Each takes the op's real arguments (tensors, not shapes) and returns FLOPs. They count what
+# the unfused path counts on the meta device, so a model's FLOPs do not depend on the device.
+
+
+def _mha_core(batch: int, q_len: int, kv_len: int, embed: int) -> int:
+    """In-projection of q, k, v, the two attention matmuls, out-projection (2 x MACs)."""
+    projections = 2 * batch * (q_len + 2 * kv_len) * embed * embed
+    attention = 2 * 2 * batch * q_len * kv_len * embed  # q·kᵀ, then weights·v, summed over heads
+    out = 2 * batch * q_len * embed * embed
+    return projections + attention + out
+
+
+def _native_mha(query, key, value, embed_dim, *args, **kwargs) -> int:
+    # Fast path of nn.MultiheadAttention in eval: tensors are (batch, length, embed).
+    batch, q_len = query.shape[0], query.shape[1]
+    return _mha_core(batch, q_len, key.shape[1], int(embed_dim))
+
+
+def _encoder_layer(src, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias,
+                   use_gelu, norm_first, eps, norm_weight_1, norm_bias_1, norm_weight_2, norm_bias_2,
+                   ffn_weight_1, *args, **kwargs) -> int:
+    # Fast path of nn.TransformerEncoderLayer in eval: self-attention, then the two FFN linears.
+    batch, length = src.shape[0], src.shape[1]
+    embed, hidden = int(embed_dim), ffn_weight_1.shape[0]
+    return _mha_core(batch, length, length, embed) + 2 * 2 * batch * length * embed * hidden
+
+
+def _cpu_flash_attention(query, key, value, *args, **kwargs) -> int:
+    return sdpa_flop_count(query.shape, key.shape, value.shape)
+
+
+def _mkldnn_rnn_layer(input, weight0, weight1, *args, **kwargs) -> int:
+    # One direction of one LSTM/GRU/RNN layer: every time step multiplies the input by W_ih
+    # and the hidden state by W_hh (gates stacked in the rows of both).
+    steps_times_batch = input.shape[0] * input.shape[1]
+    return 2 * steps_times_batch * (weight0.numel() + weight1.numel())
+
+
+EXTRA_FORMULAS: Dict[Any, Callable[..., int]] = {
+    aten._native_multi_head_attention: _native_mha,
+    aten._transformer_encoder_layer_fwd: _encoder_layer,
+    aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention,
+    aten.mkldnn_rnn_layer: _mkldnn_rnn_layer,
+}
+
+# --------------------------------------------------------------------------- what the convention leaves out
+
+# Not arithmetic the convention counts: pooling, normalisation, reductions, softmax, data
+# movement and creation. Element-wise ops are recognised by PyTorch's own "pointwise" tag.
+_NOT_COUNTED_BY_CONVENTION = {
+    # pooling
+    "max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices", "max_pool3d_with_indices",
+    "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d", "_adaptive_avg_pool2d", "_adaptive_avg_pool3d", "adaptive_max_pool1d",
+    "adaptive_max_pool2d", "adaptive_max_pool3d", "max_unpool2d", "_mkldnn_max_pool2d",
+    # normalisation
+    "native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
+    "_native_batch_norm_legit_functional", "native_layer_norm", "native_group_norm", "_batch_norm_with_update",
+    "_batch_norm_no_update", "_fused_rms_norm", "batch_norm", "instance_norm", "local_response_norm",
+    # reductions and softmax
+    "sum", "mean", "amax", "amin", "max", "min", "prod", "var", "std", "var_mean", "std_mean", "norm",
+    "linalg_vector_norm", "argmax", "argmin", "cumsum", "cumprod", "logsumexp", "all", "any",
+    "_softmax", "_log_softmax", "_safe_softmax", "softmax", "log_softmax", "topk", "sort", "median",
+    # data movement, creation, indexing
+    "_unsafe_view", "unfold", "alias", "cat", "stack", "clone", "copy", "copy_", "_to_copy", "contiguous", "empty", "empty_like",
+    "empty_strided", "zeros", "zeros_like", "ones", "ones_like", "full", "full_like", "new_empty",
+    "new_zeros", "new_ones", "new_full", "new_empty_strided", "fill", "fill_", "zero_", "arange",
+    "linspace", "scalar_tensor", "lift_fresh", "lift_fresh_copy", "index", "index_select", "gather",
+    "scatter", "scatter_add", "index_put", "index_put_", "masked_fill", "masked_fill_", "where",
+    "constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "replicate_pad2d", "replication_pad2d",
+    "roll", "flip", "repeat", "tril", "triu", "embedding", "one_hot", "nonzero", "masked_select",
+    "upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "_upsample_nearest_exact2d",
+    "upsample_bilinear2d", "_upsample_bilinear2d_aa", "upsample_bicubic2d", "grid_sampler_2d",
+    "im2col", "col2im", "channel_shuffle", "pixel_shuffle", "pixel_unshuffle", "native_dropout",
+    "bernoulli", "bernoulli_", "rand", "randn", "rand_like", "randn_like", "randint", "randperm",
+    "normal", "uniform_", "normal_", "item", "_local_scalar_dense", "equal", "allclose", "isin",
+    "unique", "_unique2", "bincount", "histc", "searchsorted", "bucketize", "set_", "resize_",
+    "sym_constrain_range_for_size", "_assert_async", "_assert_scalar", "_functional_assert_async",
+    "nms", "roi_align", "roi_pool", "ps_roi_align", "ps_roi_pool",  # torchvision's detection helpers
+}
+
+
+def _outside_convention(func) -> bool:
+    if torch.Tag.pointwise in func.tags or torch.Tag.view_copy in func.tags:
+        return True
+    schema = func._schema
+    if any(r.alias_info is not None for r in schema.returns) or not schema.returns:
+        return True  # views, in-place ops returning self, ops returning nothing
+    name = func._overloadpacket.__name__
+    return name in _NOT_COUNTED_BY_CONVENTION or name.rstrip("_") in _NOT_COUNTED_BY_CONVENTION
+
+
+# Queries about a tensor's layout are not ops a model "runs".
+_METADATA_OPS = {
+    aten.is_contiguous.default, aten.is_contiguous.memory_format, aten.sym_size.default,
+    aten.sym_stride.default, aten.sym_numel.default, aten.sym_storage_offset.default,
+    aten.size.default, aten.stride.default, aten.numel.default, aten.dim.default,
+    aten.storage_offset.default, aten.is_strides_like_format.default,
+    aten.is_non_overlapping_and_dense.default, torch.ops.prim.layout.default,
+    torch.ops.prim.device.default,
+}
+
+
+class FlopCounter(TorchDispatchMode):
+    """Counts FLOPs per attribution key. ``attribute_to`` is set by the tracer's hooks."""
+
+    def __init__(self):
+        super().__init__()
+        self.by_key: Dict[Hashable, int] = {}
+        self.total = 0
+        self.uncounted: Counter = Counter()
+        self.attribute_to: Hashable = None  # None: outside any module
+        self._formulas: Dict[Any, Any] = {}  # op overload → formula (cached: the lookup is per op run)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _METADATA_OPS:
+            return func(*args, **kwargs)
+        if self._formula(func) is _UNCOUNTED:
+            with self:  # no formula: count what it decomposes into, when it has a decomposition
+                decomposed = func.decompose(*args, **kwargs)
+            if decomposed is not NotImplemented:
+                return decomposed
+        out = func(*args, **kwargs)
+        flops = self._flops(func, args, kwargs, out)
+        if flops:
+            self.total += flops
+            key = self.attribute_to
+            self.by_key[key] = self.by_key.get(key, 0) + flops
+        return out
+
+    def _formula(self, func):
+        formula = self._formulas.get(func)
+        if formula is None:
+            formula = self._formulas[func] = self._formula_for(func)
+        return formula
+
+    def _flops(self, func, args, kwargs, out) -> int:
+        formula = self._formula(func)
+        if formula is _UNCOUNTED:
+            self.uncounted[f"aten.{func._overloadpacket.__name__}"] += 1
+            return 0
+        if formula is _ZERO:
+            return 0
+        return int(formula(args, kwargs, out))
+
+    @staticmethod
+    def _formula_for(func):
+        packet = func._overloadpacket
+        if packet in EXTRA_FORMULAS:
+            extra = EXTRA_FORMULAS[packet]
+            return lambda args, kwargs, out: extra(*args, **kwargs)
+        if packet in flop_registry:
+            # PyTorch's registered formulas already take tensors and read their shapes.
+            registered = flop_registry[packet]
+            return lambda args, kwargs, out: registered(*args, **kwargs, out_val=out)
+        if _outside_convention(func):
+            return _ZERO
+        return _UNCOUNTED
+
+    def uncounted_ops(self) -> Dict[str, int]:
+        return dict(sorted(self.uncounted.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+_ZERO = object()
+_UNCOUNTED = object()
