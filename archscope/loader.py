@@ -92,8 +92,9 @@ def load_model(spec: Any, device: str = "meta", **kwargs) -> Loaded:
         if not os.path.isfile(spec):
             raise UsageError(f"file not found: {spec}")
         found = module_candidates(_import_user(spec))
+        pick = "build" if "build" in found or not found else found[0]
         raise UsageError(f"'{spec}' is a file: add the function or class in it that builds the model, "
-                         f"as {spec}:{found[0] if found else 'build'} (candidates: {', '.join(found) or 'none found'})")
+                         f"as {spec}:{pick} (candidates: {', '.join(found) or 'none found'})")
     return _load_zoo(spec, device, kwargs)
 
 

@@ -95,7 +95,8 @@ _NOT_COUNTED_BY_CONVENTION = {
     "linalg_vector_norm", "argmax", "argmin", "cumsum", "cumprod", "logsumexp", "all", "any",
     "_softmax", "_log_softmax", "_safe_softmax", "softmax", "log_softmax", "topk", "sort", "median",
     # data movement, creation, indexing
-    "_unsafe_view", "unfold", "alias", "cat", "stack", "clone", "copy", "copy_", "_to_copy", "contiguous", "empty", "empty_like",
+    "_unsafe_view", "unfold", "alias", "split", "unsafe_split", "split_with_sizes", "unsafe_split_with_sizes",
+    "chunk", "unbind", "cat", "stack", "clone", "copy", "copy_", "_to_copy", "contiguous", "empty", "empty_like",
     "empty_strided", "zeros", "zeros_like", "ones", "ones_like", "full", "full_like", "new_empty",
     "new_zeros", "new_ones", "new_full", "new_empty_strided", "fill", "fill_", "zero_", "arange",
     "linspace", "scalar_tensor", "lift_fresh", "lift_fresh_copy", "index", "index_select", "gather",

@@ -46,12 +46,11 @@ def get_entry(name: str) -> ModelEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
+        from archscope.zoo.external import suggest  # imports torchvision: only on this error path
+
+        elsewhere = suggest(name)  # an exact torchvision name beats a fuzzy zoo match
         close = difflib.get_close_matches(name.lower(), list(_REGISTRY), n=1, cutoff=0.5)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        if not close:
-            from archscope.zoo.external import suggest  # imports torchvision: only on this error path
-            other = suggest(name)
-            hint = f"did you mean {other}? " if other else ""
+        hint = f"did you mean {elsewhere}? " if elsewhere else f"did you mean '{close[0]}'? " if close else ""
         raise UsageError(
             f"unknown model '{name}': {hint}known models: {', '.join(list_models())}"
         ) from None
