@@ -5,9 +5,12 @@
 1. name → summary for full VGG-11 at 224×224: archscope (build on meta + trace + FLOPs +
    render) against building the same model on CPU + torchinfo.summary. Median of N runs
    after one warm-up of each (imports and PyTorch's lazy initialisation excluded). Goal ≥ 20×.
-2. `archscope check alexnet --sizes 32..511`: 480 square sides probed on meta (goal: well
+2. A model already built on the meta device (VGG-11, GoogLeNet, tv:resnet50): archscope's
+   trace (shapes + params + FLOPs) against torchinfo.summary on the same meta model and
+   input (shapes + params, no FLOPs). Goal: archscope at least as fast (ratio >= 1).
+3. `archscope check alexnet --sizes 32..511`: 480 square sides probed on meta (goal: well
    under 10 s).
-3. Peak RSS of `archscope summary samples/huge_model.py:build` (~10 G parameters) in a fresh
+4. Peak RSS of `archscope summary samples/huge_model.py:build` (~10 G parameters) in a fresh
    process, next to the RSS of a bare `import torch` for scale. Goal < 1 GiB.
 """
 from __future__ import annotations
@@ -51,6 +54,34 @@ def torchinfo_summary():
     str(torchinfo.summary(get_model("vgg"), input_size=(1, 1, 224, 224), verbose=0))
 
 
+def meta_models():
+    """(label, model built on meta, input shape) for the trace-vs-torchinfo comparison."""
+    import torch
+    import torchvision
+
+    from archscope.zoo import get_model
+
+    with torch.device("meta"):
+        return [
+            ("VGG-11 @224", get_model("vgg"), (1, 1, 224, 224)),
+            ("GoogLeNet @96", get_model("googlenet"), (1, 1, 96, 96)),
+            ("tv:resnet50 @224", torchvision.models.resnet50(), (1, 3, 224, 224)),
+        ]
+
+
+def compare_on_meta(repeats: int):
+    import torchinfo
+
+    from archscope.trace import trace
+
+    print(f"Prebuilt meta model, median of {repeats}: archscope trace (with FLOPs) vs torchinfo.summary (without)")
+    for label, model, shape in meta_models():
+        ours = median_seconds(lambda: trace(model, input_size=shape), repeats)
+        theirs = median_seconds(lambda: torchinfo.summary(model, input_size=shape, device="meta", verbose=0), repeats)
+        print(f"  {label:18s} archscope {ours * 1000:7.1f} ms   torchinfo {theirs * 1000:7.1f} ms   "
+              f"ratio {theirs / ours:.2f}x (goal >= 1)")
+
+
 def peak_rss_mib(args) -> float:
     """Peak resident memory of a child process, in MiB (Linux reports ru_maxrss in KiB)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -76,6 +107,8 @@ def main():
     print(f"  archscope (meta: build + trace + FLOPs + render): {ours * 1000:8.1f} ms")
     print(f"  CPU build + torchinfo.summary:                    {theirs * 1000:8.1f} ms")
     print(f"  ratio: {theirs / ours:.1f}x faster (goal >= 20x)")
+
+    compare_on_meta(args.repeats)
 
     from archscope.trace.check import scan_sizes
 

@@ -1,0 +1,56 @@
+"""Trace every torchvision model (and every timm model, when timm is installed) on meta at its
+default input; print how many traced, the failures grouped by reason, and the time per model.
+
+    python benchmarks/sweep.py                 # torchvision only
+    python benchmarks/sweep.py --timm          # also timm (about 1,400 models: tens of minutes on 2 cores)
+    python benchmarks/sweep.py --timm --pattern 'resnet*'
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import statistics
+import time
+import warnings
+
+
+def sweep(source: str, pattern: str):
+    from archscope.errors import first_line
+    from archscope.trace import trace
+    from archscope.zoo import external
+
+    names = external.names(source, pattern)
+    times, fallbacks, failures = [], [], collections.defaultdict(list)
+    for i, name in enumerate(names):
+        start = time.perf_counter()
+        try:
+            t = trace(f"{source}:{name}")
+            if t.device != "meta" or (t.note and "built on CPU" in t.note):
+                fallbacks.append(name)
+        except Exception as error:  # noqa: BLE001 - a sweep reports, it does not stop
+            reason = first_line(error)
+            failures[f"{type(error).__name__}: {reason[:120]}"].append(name)
+        times.append(time.perf_counter() - start)
+        if (i + 1) % 100 == 0:
+            print(f"  ... {i + 1}/{len(names)}", flush=True)
+    traced = len(names) - sum(len(v) for v in failures.values())
+    print(f"{source}: {traced}/{len(names)} traced ({100 * traced / max(len(names), 1):.1f}%), "
+          f"{len(fallbacks)} needed CPU (build or run); time per model: median "
+          f"{statistics.median(times) * 1000:.0f} ms, max {max(times):.1f} s, total {sum(times):.0f} s")
+    for reason, which in sorted(failures.items(), key=lambda kv: -len(kv[1])):
+        print(f"  {len(which):4d} × {reason}\n         {', '.join(which[:8])}{' …' if len(which) > 8 else ''}")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--timm", action="store_true", help="also sweep timm's models")
+    parser.add_argument("--pattern", default="*")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    sweep("tv", args.pattern)
+    if args.timm:
+        sweep("timm", args.pattern)
+
+
+if __name__ == "__main__":
+    main()
