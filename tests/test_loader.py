@@ -128,3 +128,17 @@ def test_sample_huge_model_on_meta(cli):
     expected = stem + (512 * 16 + 1) * width + blocks * (width + 1) * width + (width + 1) * 10
     assert data["totals"]["params"] == expected and expected > 9.9e9
     assert data["device"] == "meta"
+
+
+def test_sample_two_inputs_by_hand_on_meta_and_cpu(cli):
+    spec = os.path.join(SAMPLES, "two_inputs.py") + ":TextAndImage"
+    lstm = 2 * 128 * (4 * 64 * 64 + 4 * 64 * 64)  # input and hidden matmuls, 128 steps
+    conv = 2 * 64 * 15 * 15 * 3 * 9
+    head = 2 * 128 * 10
+    for device in ("meta", "cpu"):
+        r = cli("summary", spec, "--input", "1x128:int64", "--input", "1x3x32x32", "--device", device, "-f", "json")
+        assert r.exit_code == 0, r.stderr
+        data = json.loads(r.stdout)
+        rows = {l["name"]: l for l in data["layers"]}
+        assert rows["lstm"]["flops"] == lstm and rows["conv"]["flops"] == conv
+        assert data["totals"]["flops"] == lstm + conv + head

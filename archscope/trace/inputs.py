@@ -169,7 +169,8 @@ def resolve_inputs(
         if batch <= 0:
             raise UsageError(f"bad --batch {batch}: it must be a positive integer")
         shapes = [(batch,) + tuple(s[1:]) for s in shapes]
-    _check_rank(shapes[0], model)
+    if len(shapes) == 1 and final_dtypes[0].is_floating_point:  # an image for the first conv
+        _check_rank(shapes[0], model)
     return Inputs(shapes, final_dtypes)
 
 
