@@ -7,7 +7,8 @@
    after one warm-up of each (imports and PyTorch's lazy initialisation excluded). Goal ≥ 20×.
 2. A model already built on the meta device (VGG-11, GoogLeNet, tv:resnet50): archscope's
    trace (shapes + params + FLOPs) against torchinfo.summary on the same meta model and
-   input (shapes + params, no FLOPs). Goal: archscope at least as fast (ratio >= 1).
+   input (shapes + params, no FLOPs). Goal: archscope at least as fast (ratio >= 1). Then the
+   FLOP counter alone: archscope's dispatch mode against PyTorch's FlopCounterMode.
 3. `archscope check alexnet --sizes 32..511`: 480 square sides probed on meta (goal: well
    under 10 s).
 4. Peak RSS of `archscope summary samples/huge_model.py:build` (~10 G parameters) in a fresh
@@ -82,6 +83,29 @@ def compare_on_meta(repeats: int):
               f"ratio {theirs / ours:.2f}x (goal >= 1)")
 
 
+def compare_counters(repeats: int):
+    """The FLOP counter alone, on the same meta forward: archscope's against PyTorch's FlopCounterMode."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from archscope.trace.counter import FlopCounter
+
+    _, model, shape = meta_models()[2]
+    model.eval()
+    x = torch.empty(shape, device="meta")
+
+    def run(mode):
+        with torch.no_grad(), mode:
+            model(x)
+        return mode
+
+    ours = median_seconds(lambda: run(FlopCounter()), repeats)
+    theirs = median_seconds(lambda: run(FlopCounterMode(display=False)), repeats)
+    assert run(FlopCounter()).total == run(FlopCounterMode(display=False)).get_total_flops()
+    print(f"FLOP counter alone on tv:resnet50 (meta forward): archscope {ours * 1000:.1f} ms, "
+          f"FlopCounterMode {theirs * 1000:.1f} ms, ratio {theirs / ours:.2f}x")
+
+
 def peak_rss_mib(args) -> float:
     """Peak resident memory of a child process, in MiB (Linux reports ru_maxrss in KiB)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -109,6 +133,7 @@ def main():
     print(f"  ratio: {theirs / ours:.1f}x faster (goal >= 20x)")
 
     compare_on_meta(args.repeats)
+    compare_counters(args.repeats)
 
     from archscope.trace.check import scan_sizes
 

@@ -365,3 +365,30 @@ def test_tracer_does_not_import_report():
     code = "import sys, archscope.trace.tracer, archscope.trace.check; print('archscope.report' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# --------------------------------------------------------------------------- 1. builders that need CPU
+
+def test_user_factory_that_cannot_build_on_meta_is_built_on_cpu(tmp_path):
+    path = tmp_path / "widths.py"
+    path.write_text(
+        "import torch\nfrom torch import nn\n"
+        "def build():\n"
+        "    widths = torch.linspace(8, 32, 3).round().int().tolist()  # needs real values\n"
+        "    layers, c = [], 1\n"
+        "    for w in widths:\n"
+        "        layers += [nn.Conv2d(c, w, 3, padding=1), nn.ReLU()]\n"
+        "        c = w\n"
+        "    return nn.Sequential(*layers)\n")
+    t = trace(f"{path}:build", input_size=(1, 1, 8, 8))
+    assert "built on CPU" in t.note and t.device == "meta"
+    widths = [1, 8, 20, 32]
+    assert t.totals.params == sum(o * (i * 9 + 1) for i, o in zip(widths, widths[1:]))
+    assert t.totals.flops == sum(2 * o * 64 * i * 9 for i, o in zip(widths, widths[1:]))
+
+
+def test_lazy_model_that_fails_is_one_line():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.LazyLinear(10), nn.Linear(5, 2))
+    with pytest.raises(ModelFailure) as info:
+        trace(net, input_size=(1, 1, 8, 8))
+    assert "\n" not in str(info.value) and "lazy" in str(info.value)
