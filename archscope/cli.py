@@ -44,6 +44,7 @@ ArgOpt = Annotated[Optional[List[str]], typer.Option("--arg", "-a", help="Builde
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table | json | csv | markdown.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="meta (no weights, fastest) | cpu | cuda.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks.")]
+TrainOpt = Annotated[bool, typer.Option("--train", help="Also count one training step: forward in train mode + a real backward pass.")]
 
 
 def run(debug: bool, action: Callable[[], Optional[int]]) -> None:
@@ -121,6 +122,7 @@ def _view_command(view: str, doc: str):
         arg: ArgOpt = None,
         fmt: FormatOpt = "table",
         device: DeviceOpt = "meta",
+        train: TrainOpt = False,
         debug: DebugOpt = False,
     ):
         def body():
@@ -129,7 +131,7 @@ def _view_command(view: str, doc: str):
 
             check_format(fmt)
             t = trace(model, depth=depth, device=device, batch=batch, model_kwargs=model_kwargs(ratio, arg),
-                      **input_options(input_, size, input_data))
+                      train=train, **input_options(input_, size, input_data))
             emit(render(t, fmt, view))
 
         run(debug, body)

@@ -14,7 +14,8 @@ from archscope.trace.solver import smallest_side
 from conftest import conv_side
 
 # AlexNet's layers as (kernel, stride, padding), conv and pool alike, in order.
-ALEXNET = [(11, 4, 1), (3, 2, 0), (5, 1, 2), (3, 2, 0), (3, 1, 1), (3, 1, 1), (3, 1, 1), (3, 2, 0)]
+ALEXNET = [(11, 4, 0),  # the seed: no padding in the first conv
+           (3, 2, 0), (5, 1, 2), (3, 2, 0), (3, 1, 1), (3, 1, 1), (3, 1, 1), (3, 2, 0)]
 
 
 def alexnet_final_side(side):

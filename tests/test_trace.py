@@ -56,7 +56,7 @@ def test_googlenet_at_96():
 def test_alexnet_flatten_in_forward_is_traced():
     t = trace("alexnet")
     side = 224
-    for k, s, p in ((11, 4, 1), (3, 2, 0), (5, 1, 2), (3, 2, 0), (3, 1, 1), (3, 1, 1), (3, 1, 1), (3, 2, 0)):
+    for k, s, p in ((11, 4, 0), (3, 2, 0), (5, 1, 2), (3, 2, 0), (3, 1, 1), (3, 1, 1), (3, 1, 1), (3, 2, 0)):
         side = conv_side(side, k, s, p)
     assert t.row("conv").output_shape == [1, 256, side, side] == [1, 256, 5, 5]
     assert t.row("fc").input_shape == [1, 256 * side * side] == [1, 6400]

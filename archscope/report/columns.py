@@ -45,6 +45,7 @@ BYTES = Column("fp32 bytes", lambda r, t: human(4 * r.params, "B"), True)
 FLOPS = Column("FLOPs", lambda r, t: human(r.flops), True)
 MACS = Column("MACs", lambda r, t: human(r.macs), True)
 FLOP_SHARE = Column("% FLOPs", lambda r, t: share(r.flops, t.totals.flops), True)
+TRAIN_FLOPS = Column("Train FLOPs", lambda r, t: human(r.train_flops) if r.train_flops is not None else "—", True)
 
 VIEWS: Dict[str, List[Column]] = {
     "shapes": [NAME, TYPE, OUTPUT],
@@ -52,6 +53,14 @@ VIEWS: Dict[str, List[Column]] = {
     "flops": [NAME, TYPE, FLOPS, MACS, FLOP_SHARE],
     "summary": [NAME, TYPE, OUTPUT, PARAMS, PARAM_SHARE, FLOPS, MACS, FLOP_SHARE],
 }
+
+def columns(view: str, t: Trace) -> List[Column]:
+    """The view's columns; a training-step trace adds its forward + backward FLOPs after FLOPs."""
+    cols = list(VIEWS[view])
+    if t.totals.train_flops is not None and FLOPS in cols:
+        cols.insert(cols.index(FLOPS) + 1, TRAIN_FLOPS)
+    return cols
+
 
 TITLES = {
     "shapes": "output shape per layer",
@@ -89,4 +98,7 @@ def totals_lines(t: Trace) -> List[str]:
         f"params {tot.params:,} ({human(tot.params)}), trainable {tot.trainable_params:,}, "
         f"frozen {tot.params - tot.trainable_params:,}, {human(4 * tot.params, 'B')} at float32",
         f"FLOPs {tot.flops:,} ({human(tot.flops)}), MACs {tot.macs:,} ({human(tot.macs)}) per forward pass",
-    ]
+    ] + ([f"training step (forward + backward): {tot.train_flops:,} FLOPs ({human(tot.train_flops)}), "
+          f"{tot.train_flops / tot.flops:.2f}x the forward" if tot.flops else
+          f"training step (forward + backward): {tot.train_flops:,} FLOPs"]
+         if tot.train_flops is not None else [])

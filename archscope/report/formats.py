@@ -5,10 +5,11 @@ import csv
 import io
 import json
 
-from archscope.report.columns import VIEWS, caption, header, shape_text, totals_lines, uncounted_line
+from archscope.report.columns import caption, columns, header, shape_text, totals_lines, uncounted_line
 from archscope.trace.records import Trace
 
 CSV_FIELDS = ["name", "type", "depth", "output_shape", "params", "trainable_params", "flops", "macs", "calls", "kind"]
+TRAIN_FIELD = "train_flops"
 
 
 def to_json(t: Trace) -> str:
@@ -17,17 +18,18 @@ def to_json(t: Trace) -> str:
 
 def to_csv(t: Trace) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    fields = CSV_FIELDS + ([TRAIN_FIELD] if t.totals.train_flops is not None else [])
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in t.rows:
         d = row.to_dict()
         d["output_shape"] = shape_text(row.output_shape) if row.output_shape is not None else ""
-        writer.writerow({k: d[k] for k in CSV_FIELDS})
+        writer.writerow({k: d[k] for k in fields})
     return buf.getvalue()
 
 
 def to_markdown(t: Trace, view: str = "summary") -> str:
-    cols = VIEWS[view]
+    cols = columns(view, t)
     lines = [f"**{header(t, view)}**", "", f"_{caption(t)}_", ""]
     lines.append("| " + " | ".join(c.title for c in cols) + " |")
     lines.append("|" + "|".join("---:" if c.numeric else "---" for c in cols) + "|")

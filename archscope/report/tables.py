@@ -9,26 +9,27 @@ from rich.table import Table
 
 from rich.text import Text
 
-from archscope.report.columns import VIEWS, caption, header, totals_lines, uncounted_line
+from archscope.report.columns import caption, columns, header, totals_lines, uncounted_line
 from archscope.trace.records import LayerRow, Trace
 
 
 def total_row(t: Trace) -> LayerRow:
     tot = t.totals
     return LayerRow("total", "", 0, t.output_shape, t.input_shape, tot.params, tot.trainable_params,
-                    tot.flops, 1, kind="total")
+                    tot.flops, 1, kind="total", train_flops=tot.train_flops)
 
 
 def table(t: Trace, view: str = "summary") -> Table:
     tbl = Table(header_style="bold")
-    for col in VIEWS[view]:
+    cols = columns(view, t)
+    for col in cols:
         tbl.add_column(col.title, justify="right" if col.numeric else "left", no_wrap=True)
     for row in t.rows:
         style = "dim" if row.kind not in ("module", "container") or (row.kind == "module" and row.calls == 0) else None
-        tbl.add_row(*(col.cell(row, t) for col in VIEWS[view]), style=style)
+        tbl.add_row(*(col.cell(row, t) for col in cols), style=style)
     if view != "shapes":
         total = total_row(t)
-        tbl.add_row(*(col.cell(total, t) for col in VIEWS[view]), style="bold", end_section=True)
+        tbl.add_row(*(col.cell(total, t) for col in cols), style="bold", end_section=True)
     return tbl
 
 

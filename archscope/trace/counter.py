@@ -15,11 +15,11 @@ reductions, data movement) are not "uncounted": they are outside the convention.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable, Dict, Hashable
+from typing import Any, Callable, Dict, Hashable, Optional
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry, sdpa_flop_count
+from torch.utils.flop_counter import conv_flop_count, flop_registry, sdpa_flop_count
 
 aten = torch.ops.aten
 
@@ -62,6 +62,16 @@ def _cpu_flash_attention(query, key, value, *args, **kwargs) -> int:
     return sdpa_flop_count(query.shape, key.shape, value.shape)
 
 
+def _conv_backward(grad_out, x, w, bias_sizes, stride, padding, dilation, transposed, output_padding, groups,
+                   output_mask, *args, **kwargs) -> int:
+    # Each multiply x·w of the forward has one partner in grad_input (grad_out·w) and one in
+    # grad_weight (x·grad_out), so each costs what the forward did. PyTorch 2.14's own formula
+    # transposes the shapes as if groups were 1 and counts grad_weight of a grouped conv
+    # `groups` times (65x the forward for a 64-channel depthwise conv instead of 3x).
+    forward = conv_flop_count(list(x.shape), list(w.shape), list(grad_out.shape), transposed=transposed)
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
 def _mkldnn_rnn_layer(input, weight0, weight1, *args, **kwargs) -> int:
     # One direction of one LSTM/GRU/RNN layer: every time step multiplies the input by W_ih
     # and the hidden state by W_hh (gates stacked in the rows of both).
@@ -74,6 +84,7 @@ EXTRA_FORMULAS: Dict[Any, Callable[..., int]] = {
     aten._transformer_encoder_layer_fwd: _encoder_layer,
     aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention,
     aten.mkldnn_rnn_layer: _mkldnn_rnn_layer,
+    aten.convolution_backward: _conv_backward,
 }
 
 # --------------------------------------------------------------------------- what the convention leaves out
@@ -81,6 +92,10 @@ EXTRA_FORMULAS: Dict[Any, Callable[..., int]] = {
 # Not arithmetic the convention counts: pooling, normalisation, reductions, softmax, data
 # movement and creation. Element-wise ops are recognised by PyTorch's own "pointwise" tag.
 _NOT_COUNTED_BY_CONVENTION = {
+    # activations (most carry PyTorch's pointwise tag; these do not, or not in every version)
+    "hardswish", "hardsigmoid", "silu", "gelu", "mish", "elu", "leaky_relu", "softplus", "threshold",
+    "hardtanh", "prelu", "_prelu_kernel", "glu", "log_sigmoid_forward", "rrelu_with_noise", "relu", "sigmoid",
+    "tanh", "dropout", "feature_dropout", "alpha_dropout",
     # pooling
     "max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices", "max_pool3d_with_indices",
     "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
@@ -95,14 +110,14 @@ _NOT_COUNTED_BY_CONVENTION = {
     "linalg_vector_norm", "argmax", "argmin", "cumsum", "cumprod", "logsumexp", "all", "any",
     "_softmax", "_log_softmax", "_safe_softmax", "softmax", "log_softmax", "topk", "sort", "median",
     # data movement, creation, indexing
-    "_unsafe_view", "unfold", "alias", "split", "unsafe_split", "split_with_sizes", "unsafe_split_with_sizes",
+    "_unsafe_view", "unfold", "alias", "select", "slice", "as_strided", "diagonal", "expand", "permute", "split", "unsafe_split", "split_with_sizes", "unsafe_split_with_sizes",
     "chunk", "unbind", "cat", "stack", "clone", "copy", "copy_", "_to_copy", "contiguous", "empty", "empty_like",
     "empty_strided", "zeros", "zeros_like", "ones", "ones_like", "full", "full_like", "new_empty",
     "new_zeros", "new_ones", "new_full", "new_empty_strided", "fill", "fill_", "zero_", "arange",
     "linspace", "scalar_tensor", "lift_fresh", "lift_fresh_copy", "index", "index_select", "gather",
     "scatter", "scatter_add", "index_put", "index_put_", "masked_fill", "masked_fill_", "where",
     "constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "replicate_pad2d", "replication_pad2d",
-    "roll", "flip", "repeat", "tril", "triu", "embedding", "one_hot", "nonzero", "masked_select",
+    "roll", "flip", "repeat", "tril", "triu", "embedding", "embedding_dense", "one_hot", "nonzero", "masked_select",
     "upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "_upsample_nearest_exact2d",
     "upsample_bilinear2d", "_upsample_bilinear2d_aa", "upsample_bicubic2d", "grid_sampler_2d",
     "im2col", "col2im", "channel_shuffle", "pixel_shuffle", "pixel_unshuffle", "native_dropout",
@@ -114,14 +129,24 @@ _NOT_COUNTED_BY_CONVENTION = {
 }
 
 
+_BACKWARD_SUFFIXES = ("_backward_data", "_backward_input", "_backward_weight", "_backward")
+
+
 def _outside_convention(func) -> bool:
     if torch.Tag.pointwise in func.tags or torch.Tag.view_copy in func.tags:
         return True
     schema = func._schema
     if any(r.alias_info is not None for r in schema.returns) or not schema.returns:
         return True  # views, in-place ops returning self, ops returning nothing
-    name = func._overloadpacket.__name__
-    return name in _NOT_COUNTED_BY_CONVENTION or name.rstrip("_") in _NOT_COUNTED_BY_CONVENTION
+    name = func._overloadpacket.__name__.rstrip("_")
+    for suffix in _BACKWARD_SUFFIXES:  # the backward of an op outside the convention is outside it too
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            forward = getattr(getattr(aten, name, None), "default", None)
+            if forward is not None and torch.Tag.pointwise in forward.tags:
+                return True
+            break
+    return name in _NOT_COUNTED_BY_CONVENTION
 
 
 # Queries about a tensor's layout are not ops a model "runs".
@@ -144,6 +169,8 @@ class FlopCounter(TorchDispatchMode):
         self.total = 0
         self.uncounted: Counter = Counter()
         self.attribute_to: Hashable = None  # None: outside any module
+        self.backward_by_key: Optional[Dict[Hashable, int]] = None  # set by a training-step trace
+        self.backward_total: Optional[int] = None
         self._formulas: Dict[Any, Any] = {}  # op overload → formula (cached: the lookup is per op run)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -191,6 +218,16 @@ class FlopCounter(TorchDispatchMode):
         if _outside_convention(func):
             return _ZERO
         return _UNCOUNTED
+
+    def begin_backward(self) -> None:
+        """From now on count into a fresh table: the backward pass of a training step."""
+        self.forward_by_key, self.forward_total = self.by_key, self.total
+        self.by_key, self.total = {}, 0
+
+    def end_backward(self) -> None:
+        """Keep the backward table aside; the forward's is the main one again."""
+        self.backward_by_key, self.backward_total = self.by_key, self.total
+        self.by_key, self.total = self.forward_by_key, self.forward_total
 
     def uncounted_ops(self) -> Dict[str, int]:
         return dict(sorted(self.uncounted.items(), key=lambda kv: (-kv[1], kv[0])))

@@ -103,6 +103,10 @@ def diagnose(model: nn.Module, shape: Optional[Sequence[int]], error: BaseExcept
             fix = "feed a larger input, or use less downsampling (smaller stride/kernel, fewer pools)"
         return Diagnosis(name, type_name, arriving, kind, problem, fix, message)
 
+    if "more than 1 value per channel when training" in message:
+        return Diagnosis(name, type_name, arriving, "other",
+                         f"{shape_text(arriving)} arrives and BatchNorm in train mode needs more than one value per channel",
+                         "use a batch of 2 or more (--batch 2)", message)
     arriving_text = shape_text(arriving)
     where = "its own forward" if list(module.children()) else "this layer"
     return Diagnosis(name, type_name, arriving, "other", f"{arriving_text} arrives and {where} raised: {message}",

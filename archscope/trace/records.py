@@ -29,6 +29,7 @@ class LayerRow:
     # "module" | "container" (never called itself; its children were) | "self" (a parent's own
     # forward/parameters) | "other" (ops outside any module) | "total"
     kind: str = "module"
+    train_flops: Optional[int] = None  # forward + backward of one training step (``--train``)
 
     @property
     def macs(self) -> int:
@@ -41,6 +42,8 @@ class LayerRow:
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         d["macs"] = self.macs
+        if self.train_flops is None:
+            del d["train_flops"]
         return d
 
 
@@ -49,14 +52,18 @@ class Totals:
     params: int
     trainable_params: int
     flops: int
+    train_flops: Optional[int] = None  # forward + backward of one training step, when asked for
 
     @property
     def macs(self) -> int:
         return self.flops // 2
 
     def to_dict(self) -> Dict[str, int]:
-        return {"params": self.params, "trainable_params": self.trainable_params,
-                "flops": self.flops, "macs": self.macs}
+        d = {"params": self.params, "trainable_params": self.trainable_params,
+             "flops": self.flops, "macs": self.macs}
+        if self.train_flops is not None:
+            d["train_flops"] = self.train_flops
+        return d
 
 
 @dataclass

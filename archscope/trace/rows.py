@@ -8,7 +8,7 @@ reachable from several rows is counted once, in the first row that reaches it.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from torch import nn
 
@@ -21,7 +21,22 @@ def _depth(name: str) -> int:
     return 0 if name == "" else name.count(".") + 1
 
 
-def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_label: str) -> List[LayerRow]:
+def _inclusive(by_path: Dict) -> Dict[str, int]:
+    """A path's FLOPs plus those of every path below it."""
+    inclusive: Dict[str, int] = {}
+    for path, flops in by_path.items():
+        if path is None:
+            continue
+        parts = path.split(".") if path else []
+        for i in range(len(parts) + 1):
+            prefix = ".".join(parts[:i])
+            inclusive[prefix] = inclusive.get(prefix, 0) + flops
+    return inclusive
+
+
+def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_label: str,
+               backward_by_path: Optional[Dict] = None) -> List[LayerRow]:
+    """``backward_by_path`` (a training-step trace) adds ``train_flops`` = forward + backward to each row."""
     # Every structural path, shared modules included under each of their names.
     modules: Dict[str, nn.Module] = dict(model.named_modules(remove_duplicate=False))
     kids: Dict[str, List[str]] = {name: [] for name in modules}
@@ -30,14 +45,15 @@ def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_labe
             parent = name.rpartition(".")[0]
             kids[parent].append(name)
 
-    inclusive: Dict[str, int] = {}
-    for path, flops in flops_by_path.items():
-        if path is None:
-            continue
-        parts = path.split(".") if path else []
-        for i in range(len(parts) + 1):
-            prefix = ".".join(parts[:i])
-            inclusive[prefix] = inclusive.get(prefix, 0) + flops
+    inclusive = _inclusive(flops_by_path)
+    backward = None if backward_by_path is None else _inclusive(backward_by_path)
+
+    def train(name: str, own: bool = False) -> Optional[int]:
+        if backward is None:
+            return None
+        if own:
+            return flops_by_path.get(name, 0) + backward_by_path.get(name, 0)
+        return inclusive.get(name, 0) + backward.get(name, 0)
 
     seen_params: set = set()
 
@@ -67,24 +83,26 @@ def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_labe
             rows.append(LayerRow(
                 name=name or root_label, type=type(module).__name__, depth=_depth(name),
                 output_shape=out, input_shape=inp, params=params, trainable_params=trainable,
-                flops=inclusive.get(name, 0), calls=calls, kind=kind,
+                flops=inclusive.get(name, 0), calls=calls, kind=kind, train_flops=train(name),
             ))
             return
         for child in kids[name]:
             visit(child)
         # What this parent did outside its children: its own forward's ops, its own parameters.
         own_flops = flops_by_path.get(name, 0)
+        own_train = train(name, own=True)
         params, trainable = count(module.parameters(recurse=False))
-        if own_flops or params:
+        if own_flops or params or own_train:
             rows.append(LayerRow(
                 name=f"{name or root_label} (self)", type=type(module).__name__, depth=_depth(name),
                 output_shape=rec.outputs.get(name), input_shape=rec.inputs.get(name),
                 params=params, trainable_params=trainable, flops=own_flops,
-                calls=rec.calls.get(name, 0), kind="self",
+                calls=rec.calls.get(name, 0), kind="self", train_flops=own_train,
             ))
 
     visit("")
     outside = flops_by_path.get(None, 0)
-    if outside:
-        rows.append(LayerRow(OUTSIDE, "-", 0, None, None, 0, 0, outside, 0, kind="other"))
+    outside_train = None if backward is None else outside + backward_by_path.get(None, 0)
+    if outside or outside_train:
+        rows.append(LayerRow(OUTSIDE, "-", 0, None, None, 0, 0, outside, 0, kind="other", train_flops=outside_train))
     return rows

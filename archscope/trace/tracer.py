@@ -41,6 +41,7 @@ def trace(
     model_kwargs: Optional[Dict[str, Any]] = None,
     dtypes: Optional[List[Any]] = None,
     input_data: Any = None,
+    train: bool = False,
     **kwargs,
 ) -> Trace:
     """Trace a zoo name, ``tv:NAME``, ``timm:NAME``, a ``file.py:factory`` / ``module:attr``
@@ -52,7 +53,9 @@ def trace(
 
     ``input_size`` is one shape or a list (one per positional input of ``forward``),
     ``dtypes`` one dtype per input, ``input_data`` real tensors (a tensor, tuple or dict),
-    as in torchinfo. Builder options go in ``**kwargs`` or, when one is named like an
+    as in torchinfo. ``train=True`` also counts one training step: the forward in train
+    mode and a real backward pass (of the sum of the outputs) on the same device, per row
+    in ``train_flops``. Builder options go in ``**kwargs`` or, when one is named like an
     argument of ``trace`` itself, in ``model_kwargs``.
     """
     model_kwargs = {**(model_kwargs or {}), **kwargs}
@@ -61,12 +64,13 @@ def trace(
     device = check_device(device)
     loaded = load_model(model, device=device, **model_kwargs)
     inputs = resolve_inputs(input_size, loaded.module, loaded.default_input, batch, dtypes, input_data)
-    run = attempt(loaded, inputs, device, FlopCounter())
+    run = attempt(loaded, inputs, device, FlopCounter(), train=train)
     if run.error is not None:
         raise failure(run, inputs, loaded)
     module, counter = run.module, run.counter
 
-    rows = build_rows(module, run.recorder, counter.by_key, depth, root_label=type(module).__name__)
+    rows = build_rows(module, run.recorder, counter.by_key, depth, root_label=type(module).__name__,
+                      backward_by_path=counter.backward_by_key)
     params, trainable = _unique_params(module)
     return Trace(
         model=loaded.label,
@@ -76,7 +80,8 @@ def trace(
         device=run.device,
         depth=depth,
         rows=rows,
-        totals=Totals(params, trainable, counter.total),
+        totals=Totals(params, trainable, counter.total,
+                      None if counter.backward_total is None else counter.total + counter.backward_total),
         options=dict(model_kwargs),
         note="; ".join(n for n in (loaded.note, run.note) if n) or None,
         uncounted_ops=counter.uncounted_ops(),
@@ -122,7 +127,7 @@ class Attempt:
     counter: Optional[FlopCounter] = None
 
 
-def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] = None) -> Attempt:
+def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] = None, train: bool = False) -> Attempt:
     """Run once on ``device``; if the meta device itself is the obstacle (data-dependent
     code), run again on CPU with real weights, on a copy, and say so in ``note``.
 
@@ -134,24 +139,25 @@ def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] 
     if device == "meta" and loaded.rebuild is None and _has_lazy_parameters(module):
         # Uninitialised lazy parameters have no shape to stand in for on meta: a copy runs on CPU.
         note = f"the model has uninitialised lazy parameters; a copy of it was traced on CPU; {values}"
-        return _run(lambda: _copy(module, "cpu"), inputs, "cpu", counter, note)
+        return _run(lambda: _copy(module, "cpu"), inputs, "cpu", counter, note, train)
     if device != "meta":
         note = None if loaded.rebuild is not None else f"a copy of the model ran on {device}"
         note = f"{note}; {values}" if note else values
-        return _run(lambda: module if loaded.rebuild is not None else _copy(module, device), inputs, device, counter, note)
+        return _run(lambda: module if loaded.rebuild is not None else _copy(module, device), inputs, device, counter,
+                    note, train)
 
-    run = _run(lambda: module, inputs, "meta", counter, None)
+    run = _run(lambda: module, inputs, "meta", counter, None, train)
     if run.error is None or not is_meta_limitation(run.error):
         return run
     why = first_line(run.error)
     if loaded.rebuild is not None:
         note = f"this model cannot run on the meta device ({why}); rebuilt and traced on CPU with random weights; {values}"
-        return _run(lambda: loaded.rebuild("cpu"), inputs, "cpu", FlopCounter() if counter else None, note)
+        return _run(lambda: loaded.rebuild("cpu"), inputs, "cpu", FlopCounter() if counter else None, note, train)
     note = f"this model cannot run on the meta device ({why}); a copy was traced on CPU with its weights; {values}"
-    return _run(lambda: _copy(module, "cpu"), inputs, "cpu", FlopCounter() if counter else None, note)
+    return _run(lambda: _copy(module, "cpu"), inputs, "cpu", FlopCounter() if counter else None, note, train)
 
 
-def _run(get_module, inputs: Inputs, device: str, counter, note) -> Attempt:
+def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = False) -> Attempt:
     try:
         module = get_module()
     except UsageError:
@@ -163,7 +169,7 @@ def _run(get_module, inputs: Inputs, device: str, counter, note) -> Attempt:
     except RuntimeError as error:  # e.g. an input too large to allocate
         raise UsageError(f"could not allocate the input on {device}: {first_line(error)}") from error
     try:
-        out, rec = forward(module, args, kwargs, device, counter)
+        out, rec = forward(module, args, kwargs, device, counter, train=train)
         return Attempt(module, device, rec, out, note=note, counter=counter)
     except Exception as error:  # noqa: BLE001 - reported to the caller
         return Attempt(module, device, getattr(error, "__archscope_recorder__", None), error=error,
@@ -184,25 +190,66 @@ def _has_lazy_parameters(model: nn.Module) -> bool:
 
 # --------------------------------------------------------------------------- one hooked forward
 
-def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: Optional[FlopCounter] = None):
-    """One forward call with hooks, in eval mode and without autograd. On ``meta``, a
-    model with real tensors runs through ``functional_call`` with meta stand-ins, so
-    nothing of it changes. Returns ``(output, recorder)``; on failure the recorder rides
-    on the exception as ``__archscope_recorder__`` (the diagnosis reads its stack)."""
-    recorder = Recorder(model, counter)
+def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: Optional[FlopCounter] = None,
+            train: bool = False):
+    """One forward call with hooks, in eval mode and without autograd; with ``train``, in
+    train mode followed by a backward pass of the sum of the outputs (the counter keeps
+    its FLOPs apart). On ``meta``, a model with real tensors (or any model, with ``train``:
+    its parameters must not collect gradients) runs through ``functional_call`` with meta
+    stand-ins, so nothing of it changes. Returns ``(output, recorder)``; on failure the
+    recorder rides on the exception as ``__archscope_recorder__`` (the diagnosis reads its stack)."""
+    recorder = Recorder(model, counter, tag_autograd=train)
+    mode = _modes(model, train)
+    grad = torch.enable_grad() if train else torch.no_grad()
     try:
-        with eval_mode(model), torch.no_grad(), _quiet(), (counter or contextlib.nullcontext()):
-            if device == "meta" and any(t.device.type != "meta" for _, t in _named_tensors(model)):
-                stand_ins = {n: torch.empty_like(t, device="meta") for n, t in _named_tensors(model)}
+        with mode, grad, _quiet(), (counter or contextlib.nullcontext()):
+            if device == "meta" and (train or any(t.device.type != "meta" for _, t in _named_tensors(model))):
+                stand_ins = {n: torch.empty_like(t, device="meta").requires_grad_(t.requires_grad)
+                             for n, t in _named_tensors(model)}
                 out = torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
             else:
                 out = model(*args, **kwargs)
+            if train:
+                _backward(out, recorder, counter)
         return out, recorder
     except BaseException as error:
         error.__archscope_recorder__ = recorder
         raise
     finally:
         recorder.remove()
+
+
+def _backward(out, recorder: "Recorder", counter: Optional[FlopCounter]) -> None:
+    """Backward of the sum of every output that needs a gradient; each autograd node's ops
+    are charged to the module call that created it (the recorder tagged them)."""
+    leaves = [t for t in torch.utils._pytree.tree_leaves(out)
+              if isinstance(t, torch.Tensor) and t.requires_grad and t.is_floating_point()]
+    if not leaves:
+        raise UsageError("a training step needs an output that depends on trainable parameters; this model has none")
+    loss = sum(t.sum() for t in leaves)  # sums are reductions: no FLOPs by the convention
+    recorder.hook_backward(loss)
+    if counter is not None:
+        counter.attribute_to = None
+        counter.begin_backward()
+    loss.backward()
+    if counter is not None:
+        counter.end_backward()
+
+
+def _modes(model: nn.Module, train: bool):
+    return train_mode(model) if train else eval_mode(model)
+
+
+@contextlib.contextmanager
+def train_mode(model: nn.Module):
+    """Run in train mode (dropout, BatchNorm batch statistics, auxiliary heads), then restore."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.train()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 @contextlib.contextmanager
@@ -243,9 +290,11 @@ class Recorder:
     ``stage2.block`` when stage2 does; a module called by something that does not hold it
     keeps its first structural name."""
 
-    def __init__(self, model: nn.Module, counter: Optional[FlopCounter] = None):
+    def __init__(self, model: nn.Module, counter: Optional[FlopCounter] = None, tag_autograd: bool = False):
         self.root = model
         self.counter = counter
+        self.tag_autograd = tag_autograd
+        self.node_path: Dict[Any, str] = {}  # autograd node → the call path whose forward created it
         self.names = {id(m): n for n, m in model.named_modules()}
         self.calls: Dict[str, int] = {}
         self.inputs: Dict[str, Any] = {}
@@ -274,13 +323,15 @@ class Recorder:
 
     def _pre(self, module, args, kwargs):
         path = self._path(module)
-        self.stack.append((path, module, args))
+        self.stack.append((path, module, (args, kwargs)))
         self.inputs[path] = shape_of(args) if args or not kwargs else shape_of(kwargs)
         if self.counter is not None:
             self.counter.attribute_to = path
 
     def _post(self, module, args, output):
-        path, _, _ = self.stack.pop()
+        path, _, inputs = self.stack.pop()
+        if self.tag_autograd:
+            self._tag(path, output, inputs)
         self._finished += 1
         self.first_seen.setdefault(path, self._finished)
         self.last_seen[path] = self._finished
@@ -288,6 +339,38 @@ class Recorder:
         self.outputs[path] = shape_of(output)
         if self.counter is not None:
             self.counter.attribute_to = self.stack[-1][0] if self.stack else None
+
+    def _tag(self, path: str, output, inputs) -> None:
+        """Give this call's path to the autograd nodes its forward created: walk back from the
+        outputs, stopping at the inputs' nodes and at nodes an inner call already claimed."""
+        def nodes(obj):
+            return [t.grad_fn for t in torch.utils._pytree.tree_leaves(obj)
+                    if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+
+        stop = set(nodes(inputs))
+        pending = nodes(output)
+        while pending:
+            node = pending.pop()
+            if node is None or node in self.node_path or node in stop:
+                continue
+            self.node_path[node] = path
+            pending.extend(n for n, _ in node.next_functions)
+
+    def hook_backward(self, loss: torch.Tensor) -> None:
+        """Before each autograd node runs, tell the counter whose it is (None: outside any module)."""
+        seen, pending = set(), [loss.grad_fn]
+        while pending:
+            node = pending.pop()
+            if node is None or node in seen:
+                continue
+            seen.add(node)
+            path = self.node_path.get(node)
+            node.register_prehook(lambda grads, path=path: self._charge(path))
+            pending.extend(n for n, _ in node.next_functions)
+
+    def _charge(self, path):
+        if self.counter is not None:
+            self.counter.attribute_to = path
 
     def first_and_last_below(self, path: str) -> Tuple[Optional[str], Optional[str]]:
         """The called paths under ``path`` that ran first and last (for a container's shapes)."""

@@ -4,9 +4,10 @@
 >>> list_models("vgg*")
 ['vgg']
 """
-from archscope.zoo.registry import ModelEntry, get_entry, get_model, list_models, register_model
+from archscope.zoo.registry import (ModelEntry, Recipe, get_entry, get_model, list_models, register_model,
+                                     unregister_model)
 
 # Importing the architecture modules registers them.
-from archscope.zoo import alexnet, googlenet, lenet, nin, vgg  # noqa: E402,F401
+from archscope.zoo import alexnet, densenet, googlenet, lenet, nin, resnet, vgg  # noqa: E402,F401
 
-__all__ = ["ModelEntry", "get_entry", "get_model", "list_models", "register_model"]
+__all__ = ["ModelEntry", "Recipe", "get_entry", "get_model", "list_models", "register_model", "unregister_model"]

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from archscope.zoo.registry import register_model
+from archscope.zoo.registry import Recipe, register_model
 
 
 class Inception(nn.Module):
@@ -31,7 +31,8 @@ class Inception(nn.Module):
         return torch.cat((p1, p2, p3, p4), dim=1)
 
 
-@register_model(input_size=96, description="GoogLeNet (D2L 8.4): b1..b5 with 9 Inception blocks, FC 1024→10")
+@register_model(input_size=96, description="GoogLeNet (D2L 8.4): b1..b5 with 9 Inception blocks, FC 1024→10",
+                recipe=Recipe(lr=0.002, batch_size=128))
 def googlenet(in_channels: int = 1, num_classes: int = 10) -> nn.Module:
     b1 = nn.Sequential(
         nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3), nn.ReLU(),

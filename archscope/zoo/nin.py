@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from archscope.zoo.registry import register_model
+from archscope.zoo.registry import Recipe, register_model
 
 
 def nin_block(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int) -> nn.Sequential:
@@ -15,7 +15,8 @@ def nin_block(in_channels: int, out_channels: int, kernel_size: int, stride: int
     )
 
 
-@register_model(input_size=224, description="NiN (D2L 8.3): 4 NiN blocks, global average pool, no FC")
+@register_model(input_size=224, description="NiN (D2L 8.3): 4 NiN blocks, global average pool, no FC",
+                recipe=Recipe(lr=0.002, batch_size=128))
 def nin(in_channels: int = 1, num_classes: int = 10, dropout: float = 0.5) -> nn.Module:
     return nn.Sequential(
         nin_block(in_channels, 96, kernel_size=11, stride=4, padding=0),

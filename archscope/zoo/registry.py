@@ -1,15 +1,35 @@
-"""A timm-style model registry: ``register_model``, ``get_model``, ``list_models``."""
+"""A timm-style model registry: ``register_model``, ``get_model``, ``list_models``.
+
+An entry keeps everything archscope needs to know about a model in one place: its
+builder, default input side, one-line description and training recipe, so a model a user
+registers gets a default input and a recipe too.
+"""
 from __future__ import annotations
 
 import difflib
 import fnmatch
 import inspect
 from dataclasses import dataclass
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 from torch import nn
 
 from archscope.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Training defaults that work out of the box (one-cycle Adam unless said otherwise)."""
+
+    lr: float = 0.001
+    batch_size: int = 128
+    optimizer: str = "adam"
+    schedule: str = "onecycle"
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+
+
+DEFAULT_RECIPE = Recipe()
 
 
 @dataclass(frozen=True)
@@ -18,23 +38,38 @@ class ModelEntry:
     builder: Callable[..., nn.Module]
     input_size: int  # default square input side
     description: str
+    recipe: Recipe = DEFAULT_RECIPE
 
     def kwargs(self) -> List[str]:
-        """The keyword arguments the builder accepts."""
-        return [p for p in inspect.signature(self.builder).parameters]
+        """The named keyword arguments the builder accepts (``**kwargs`` is not listed)."""
+        params = inspect.signature(self.builder).parameters.values()
+        return [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+
+    def accepts_any_keyword(self) -> bool:
+        return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(self.builder).parameters.values())
 
 
 _REGISTRY: Dict[str, ModelEntry] = {}
 
 
-def register_model(input_size: int, description: str):
-    """Register a builder under its function name, with its default input side."""
+def register_model(input_size: int, description: str = "", name: Optional[str] = None,
+                   recipe: Recipe = DEFAULT_RECIPE, replace: bool = False):
+    """Register a builder under ``name`` (default: its function name) with its default input
+    side and training recipe. A name already taken is refused unless ``replace=True``."""
 
     def wrap(builder: Callable[..., nn.Module]):
-        _REGISTRY[builder.__name__] = ModelEntry(builder.__name__, builder, input_size, description)
+        key = name or builder.__name__
+        if key in _REGISTRY and not replace:
+            raise UsageError(f"a model named '{key}' is already registered: pass replace=True to replace it")
+        _REGISTRY[key] = ModelEntry(key, builder, input_size, description or (builder.__doc__ or "").strip().split("\n")[0],
+                                    recipe)
         return builder
 
     return wrap
+
+
+def unregister_model(name: str) -> None:
+    _REGISTRY.pop(name, None)
 
 
 def list_models(pattern: str = "*") -> List[str]:
@@ -59,10 +94,11 @@ def get_entry(name: str) -> ModelEntry:
 def get_model(name: str, **kwargs) -> nn.Module:
     """Build a registered model. Unknown keyword arguments are a ``UsageError``."""
     entry = get_entry(name)
-    accepted = entry.kwargs()
-    unknown = [k for k in kwargs if k not in accepted]
-    if unknown:
-        raise UsageError(
-            f"{name} has no option '{unknown[0]}'; it accepts: {', '.join(accepted)}"
-        )
+    if not entry.accepts_any_keyword():
+        accepted = entry.kwargs()
+        unknown = [k for k in kwargs if k not in accepted]
+        if unknown:
+            raise UsageError(
+                f"{name} has no option '{unknown[0]}'; it accepts: {', '.join(accepted)}"
+            )
     return entry.builder(**kwargs)

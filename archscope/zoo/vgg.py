@@ -2,13 +2,20 @@
 Large-Scale Image Recognition", ICLR 2015)."""
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 from torch import nn
 
-from archscope.zoo.registry import register_model
+from archscope.zoo.registry import Recipe, register_model
 
 VGG11 = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))
+# (convs per block, channels) for the four depths of the paper's table 1 (configurations A, B, D, E).
+ARCHS = {
+    11: VGG11,
+    13: ((2, 64), (2, 128), (2, 256), (2, 512), (2, 512)),
+    16: ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512)),
+    19: ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512)),
+}
 
 
 def vgg_block(num_convs: int, in_channels: int, out_channels: int) -> nn.Sequential:
@@ -21,17 +28,23 @@ def vgg_block(num_convs: int, in_channels: int, out_channels: int) -> nn.Sequent
     return nn.Sequential(*layers)
 
 
-@register_model(input_size=224, description="VGG-11 (D2L 8.2): 5 VGG blocks, FC 25088→4096→4096→10; --ratio divides widths")
+@register_model(input_size=224, recipe=Recipe(lr=0.001, batch_size=128),
+                description="VGG-11 (D2L 8.2): 5 VGG blocks, FC 25088→4096→4096→10; --ratio divides widths, --arg arch=16")
 def vgg(
     in_channels: int = 1,
     num_classes: int = 10,
     ratio: int = 1,
-    conv_arch: Sequence[Tuple[int, int]] = VGG11,
+    conv_arch: Optional[Sequence[Tuple[int, int]]] = None,
     dropout: float = 0.5,
+    arch: int = 11,
 ) -> nn.Module:
-    """VGG; ``ratio=r`` divides every channel count and the hidden FC width by ``r``."""
+    """VGG; ``arch`` = 11 | 13 | 16 | 19 picks the depth (D2L builds 11), ``conv_arch`` any
+    (convs, channels) list instead, ``ratio=r`` divides every channel count and the hidden FC width by ``r``."""
     if ratio < 1:
         raise ValueError("ratio must be >= 1")
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {', '.join(map(str, ARCHS))}")
+    conv_arch = ARCHS[arch] if conv_arch is None else conv_arch
     net = nn.Sequential()
     channels = in_channels
     for i, (num_convs, out) in enumerate(conv_arch, start=1):
