@@ -44,6 +44,7 @@ ArgOpt = Annotated[Optional[List[str]], typer.Option("--arg", "-a", help="Builde
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table | json | csv | markdown.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="meta (no weights, fastest) | cpu | cuda.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks.")]
+RfOpt = Annotated[bool, typer.Option("--rf", help="Receptive field of each row's output: size and jump (stride product).")]
 TrainOpt = Annotated[bool, typer.Option("--train", help="Also count one training step: forward in train mode + a real backward pass.")]
 
 
@@ -123,6 +124,7 @@ def _view_command(view: str, doc: str):
         fmt: FormatOpt = "table",
         device: DeviceOpt = "meta",
         train: TrainOpt = False,
+        rf: RfOpt = False,
         debug: DebugOpt = False,
     ):
         def body():
@@ -131,7 +133,7 @@ def _view_command(view: str, doc: str):
 
             check_format(fmt)
             t = trace(model, depth=depth, device=device, batch=batch, model_kwargs=model_kwargs(ratio, arg),
-                      train=train, **input_options(input_, size, input_data))
+                      train=train, rf=rf, **input_options(input_, size, input_data))
             emit(render(t, fmt, view))
 
         run(debug, body)

@@ -45,6 +45,18 @@ BYTES = Column("fp32 bytes", lambda r, t: human(4 * r.params, "B"), True)
 FLOPS = Column("FLOPs", lambda r, t: human(r.flops), True)
 MACS = Column("MACs", lambda r, t: human(r.macs), True)
 FLOP_SHARE = Column("% FLOPs", lambda r, t: share(r.flops, t.totals.flops), True)
+def _rf(key: str):
+    def cell(r: LayerRow, t: Trace) -> str:
+        if not r.rf:
+            return "—"
+        values = r.rf[key]
+        text = str(values[0]) if len(set(values)) == 1 else "×".join(map(str, values))
+        return f"{text} (whole)" if key == "size" and r.rf.get("whole_input") else text
+    return cell
+
+
+RF = Column("RF", _rf("size"), True)
+JUMP = Column("Jump", _rf("jump"), True)
 TRAIN_FLOPS = Column("Train FLOPs", lambda r, t: human(r.train_flops) if r.train_flops is not None else "—", True)
 
 VIEWS: Dict[str, List[Column]] = {
@@ -59,6 +71,9 @@ def columns(view: str, t: Trace) -> List[Column]:
     cols = list(VIEWS[view])
     if t.totals.train_flops is not None and FLOPS in cols:
         cols.insert(cols.index(FLOPS) + 1, TRAIN_FLOPS)
+    if any(r.rf is not None for r in t.rows):
+        cols.insert(cols.index(OUTPUT) + 1 if OUTPUT in cols else 2, RF)
+        cols.insert(cols.index(RF) + 1, JUMP)
     return cols
 
 

@@ -30,6 +30,7 @@ class LayerRow:
     # forward/parameters) | "other" (ops outside any module) | "total"
     kind: str = "module"
     train_flops: Optional[int] = None  # forward + backward of one training step (``--train``)
+    rf: Optional[Dict[str, Any]] = None  # receptive field of the output (``--rf``): size, jump, start per axis
 
     @property
     def macs(self) -> int:
@@ -42,8 +43,9 @@ class LayerRow:
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         d["macs"] = self.macs
-        if self.train_flops is None:
-            del d["train_flops"]
+        for optional in ("train_flops", "rf"):
+            if d[optional] is None:
+                del d[optional]
         return d
 
 

@@ -48,6 +48,12 @@ def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_labe
     inclusive = _inclusive(flops_by_path)
     backward = None if backward_by_path is None else _inclusive(backward_by_path)
 
+    def field(path):
+        if rec.fields is None:
+            return None
+        f = rec.fields.get(path)
+        return f.to_dict() if f is not None else {}
+
     def train(name: str, own: bool = False) -> Optional[int]:
         if backward is None:
             return None
@@ -76,6 +82,7 @@ def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_labe
             params, trainable = count(module.parameters())
             calls = rec.calls.get(name, 0)
             kind, inp, out = "module", rec.inputs.get(name), rec.outputs.get(name)
+            last = None
             if calls == 0:
                 first, last = rec.first_and_last_below(name)
                 if first is not None:  # a ModuleList/ModuleDict: its children were called
@@ -84,6 +91,7 @@ def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_labe
                 name=name or root_label, type=type(module).__name__, depth=_depth(name),
                 output_shape=out, input_shape=inp, params=params, trainable_params=trainable,
                 flops=inclusive.get(name, 0), calls=calls, kind=kind, train_flops=train(name),
+                rf=field(last if kind == "container" else name),
             ))
             return
         for child in kids[name]:

@@ -42,6 +42,7 @@ def trace(
     dtypes: Optional[List[Any]] = None,
     input_data: Any = None,
     train: bool = False,
+    rf: bool = False,
     **kwargs,
 ) -> Trace:
     """Trace a zoo name, ``tv:NAME``, ``timm:NAME``, a ``file.py:factory`` / ``module:attr``
@@ -55,7 +56,8 @@ def trace(
     ``dtypes`` one dtype per input, ``input_data`` real tensors (a tensor, tuple or dict),
     as in torchinfo. ``train=True`` also counts one training step: the forward in train
     mode and a real backward pass (of the sum of the outputs) on the same device, per row
-    in ``train_flops``. Builder options go in ``**kwargs`` or, when one is named like an
+    in ``train_flops``. ``rf=True`` adds each row's receptive field (``rf``: size, jump,
+    start per spatial axis). Builder options go in ``**kwargs`` or, when one is named like an
     argument of ``trace`` itself, in ``model_kwargs``.
     """
     model_kwargs = {**(model_kwargs or {}), **kwargs}
@@ -64,7 +66,7 @@ def trace(
     device = check_device(device)
     loaded = load_model(model, device=device, **model_kwargs)
     inputs = resolve_inputs(input_size, loaded.module, loaded.default_input, batch, dtypes, input_data)
-    run = attempt(loaded, inputs, device, FlopCounter(), train=train)
+    run = attempt(loaded, inputs, device, FlopCounter(), train=train, rf=rf)
     if run.error is not None:
         raise failure(run, inputs, loaded)
     module, counter = run.module, run.counter
@@ -127,7 +129,8 @@ class Attempt:
     counter: Optional[FlopCounter] = None
 
 
-def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] = None, train: bool = False) -> Attempt:
+def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] = None, train: bool = False,
+            rf: bool = False) -> Attempt:
     """Run once on ``device``; if the meta device itself is the obstacle (data-dependent
     code), run again on CPU with real weights, on a copy, and say so in ``note``.
 
@@ -139,25 +142,25 @@ def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] 
     if device == "meta" and loaded.rebuild is None and _has_lazy_parameters(module):
         # Uninitialised lazy parameters have no shape to stand in for on meta: a copy runs on CPU.
         note = f"the model has uninitialised lazy parameters; a copy of it was traced on CPU; {values}"
-        return _run(lambda: _copy(module, "cpu"), inputs, "cpu", counter, note, train)
+        return _run(lambda: _copy(module, "cpu"), inputs, "cpu", counter, note, train, rf)
     if device != "meta":
         note = None if loaded.rebuild is not None else f"a copy of the model ran on {device}"
         note = f"{note}; {values}" if note else values
         return _run(lambda: module if loaded.rebuild is not None else _copy(module, device), inputs, device, counter,
-                    note, train)
+                    note, train, rf)
 
-    run = _run(lambda: module, inputs, "meta", counter, None, train)
+    run = _run(lambda: module, inputs, "meta", counter, None, train, rf)
     if run.error is None or not is_meta_limitation(run.error):
         return run
     why = first_line(run.error)
     if loaded.rebuild is not None:
         note = f"this model cannot run on the meta device ({why}); rebuilt and traced on CPU with random weights; {values}"
-        return _run(lambda: loaded.rebuild("cpu"), inputs, "cpu", FlopCounter() if counter else None, note, train)
+        return _run(lambda: loaded.rebuild("cpu"), inputs, "cpu", FlopCounter() if counter else None, note, train, rf)
     note = f"this model cannot run on the meta device ({why}); a copy was traced on CPU with its weights; {values}"
-    return _run(lambda: _copy(module, "cpu"), inputs, "cpu", FlopCounter() if counter else None, note, train)
+    return _run(lambda: _copy(module, "cpu"), inputs, "cpu", FlopCounter() if counter else None, note, train, rf)
 
 
-def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = False) -> Attempt:
+def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = False, rf: bool = False) -> Attempt:
     try:
         module = get_module()
     except UsageError:
@@ -169,7 +172,7 @@ def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = F
     except RuntimeError as error:  # e.g. an input too large to allocate
         raise UsageError(f"could not allocate the input on {device}: {first_line(error)}") from error
     try:
-        out, rec = forward(module, args, kwargs, device, counter, train=train)
+        out, rec = forward(module, args, kwargs, device, counter, train=train, rf=rf)
         return Attempt(module, device, rec, out, note=note, counter=counter)
     except Exception as error:  # noqa: BLE001 - reported to the caller
         return Attempt(module, device, getattr(error, "__archscope_recorder__", None), error=error,
@@ -191,18 +194,25 @@ def _has_lazy_parameters(model: nn.Module) -> bool:
 # --------------------------------------------------------------------------- one hooked forward
 
 def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: Optional[FlopCounter] = None,
-            train: bool = False):
+            train: bool = False, rf: bool = False):
     """One forward call with hooks, in eval mode and without autograd; with ``train``, in
     train mode followed by a backward pass of the sum of the outputs (the counter keeps
     its FLOPs apart). On ``meta``, a model with real tensors (or any model, with ``train``:
     its parameters must not collect gradients) runs through ``functional_call`` with meta
     stand-ins, so nothing of it changes. Returns ``(output, recorder)``; on failure the
     recorder rides on the exception as ``__archscope_recorder__`` (the diagnosis reads its stack)."""
-    recorder = Recorder(model, counter, tag_autograd=train)
+    recorder = Recorder(model, counter, tag_autograd=train, fields=rf)
     mode = _modes(model, train)
     grad = torch.enable_grad() if train else torch.no_grad()
+    fields = contextlib.nullcontext()
+    if rf:
+        from archscope.trace.receptive import ReceptiveFields, mark_input
+
+        for x in list(args) + list(kwargs.values()):
+            mark_input(x)
+        fields = ReceptiveFields()
     try:
-        with mode, grad, _quiet(), (counter or contextlib.nullcontext()):
+        with mode, grad, _quiet(), (counter or contextlib.nullcontext()), fields:
             if device == "meta" and (train or any(t.device.type != "meta" for _, t in _named_tensors(model))):
                 stand_ins = {n: torch.empty_like(t, device="meta").requires_grad_(t.requires_grad)
                              for n, t in _named_tensors(model)}
@@ -290,8 +300,10 @@ class Recorder:
     ``stage2.block`` when stage2 does; a module called by something that does not hold it
     keeps its first structural name."""
 
-    def __init__(self, model: nn.Module, counter: Optional[FlopCounter] = None, tag_autograd: bool = False):
+    def __init__(self, model: nn.Module, counter: Optional[FlopCounter] = None, tag_autograd: bool = False,
+                 fields: bool = False):
         self.root = model
+        self.fields: Optional[Dict[str, Any]] = {} if fields else None  # path → receptive field of its output
         self.counter = counter
         self.tag_autograd = tag_autograd
         self.node_path: Dict[Any, str] = {}  # autograd node → the call path whose forward created it
@@ -337,6 +349,9 @@ class Recorder:
         self.last_seen[path] = self._finished
         self.calls[path] = self.calls.get(path, 0) + 1
         self.outputs[path] = shape_of(output)
+        if self.fields is not None:
+            from archscope.trace.receptive import field_of
+            self.fields[path] = field_of(output)
         if self.counter is not None:
             self.counter.attribute_to = self.stack[-1][0] if self.stack else None
 
