@@ -181,6 +181,34 @@ def check_(
     run(debug, body)
 
 
+@app.command("memory")
+def memory_(
+    model: ModelArg,
+    batch: Annotated[int, typer.Option("--batch", "-b", help="Batch size.")] = 1,
+    optimizer: Annotated[str, typer.Option(help="adam | adamw | sgd | sgd-momentum: how much state per parameter.")] = "adam",
+    amp: Annotated[bool, typer.Option("--amp", help="bf16 autocast: inputs of convs/matmuls saved at 2 bytes.")] = False,
+    fit: Annotated[Optional[str], typer.Option("--fit", help="A memory budget, e.g. 16GiB: print the largest batch that fits.", show_default=False)] = None,
+    input_: InputOpt = None,
+    size: SizeOpt = None,
+    ratio: RatioOpt = None,
+    arg: ArgOpt = None,
+    fmt: FormatOpt = "table",
+    debug: DebugOpt = False,
+):
+    """Memory of inference and of one training step: parameters, gradients, optimizer state, activations."""
+
+    def body():
+        from archscope.report.memory import render_memory
+        from archscope.trace.memory import memory
+
+        check_format(fmt)
+        shape = input_options(input_, size)["input_size"]
+        emit(render_memory(memory(model, batch=batch, optimizer=optimizer, amp=amp, input_size=shape, fit=fit,
+                                  model_kwargs=model_kwargs(ratio, arg)), fmt))
+
+    run(debug, body)
+
+
 @app.command("list")
 def list_(
     pattern: Annotated[str, typer.Argument(help="Shell-style pattern, e.g. 'vgg*'; tv: or 'tv:res*' for torchvision, 'timm:*vit*' for timm.")] = "*",

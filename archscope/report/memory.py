@@ -1,0 +1,65 @@
+"""Rendering of ``archscope memory``: a table of what a training step and inference hold."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from archscope.trace.memory import MemoryReport, human_bytes
+from archscope.trace.records import shape_text
+
+
+def _title(r: MemoryReport) -> str:
+    return f"{r.model} — memory — input {shape_text(r.input_shape)} (batch {r.batch}), optimizer {r.optimizer}"
+
+
+def _fit_line(r: MemoryReport) -> str:
+    if r.fit_budget is None:
+        return ""
+    if r.fit_batch == 0:
+        return f"a training step does not fit in {human_bytes(r.fit_budget)} even at batch 1"
+    return f"largest batch whose training step fits in {human_bytes(r.fit_budget)}: {r.fit_batch}"
+
+
+def memory_view(r: MemoryReport):
+    tbl = Table(header_style="bold")
+    tbl.add_column("Memory")
+    tbl.add_column("Bytes", justify="right")
+    tbl.add_column("", justify="right")
+    for label, value in r.lines():
+        bold = "total" in label
+        tbl.add_row(label, f"{value:,}", human_bytes(value), style="bold" if bold else None)
+    parts = [Text(_title(r), style="bold"), tbl]
+    if r.fit_budget is not None:
+        parts.append(Text(_fit_line(r)))
+    if r.note:
+        parts.append(Text.assemble(("note: ", "yellow"), r.note))
+    return Group(*parts)
+
+
+def memory_html(r: MemoryReport) -> str:
+    console = Console(record=True, width=120, file=io.StringIO())
+    console.print(memory_view(r))
+    return console.export_html(inline_styles=True, code_format="<pre style=\"font-family:monospace\">{code}</pre>")
+
+
+def render_memory(r: MemoryReport, fmt: str):
+    if fmt == "json":
+        return json.dumps(r.to_dict(), indent=2)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["item", "bytes"])
+        writer.writerows(r.lines())
+        return buf.getvalue()
+    if fmt == "markdown":
+        lines = [f"**{_title(r)}**", "", "| Memory | Bytes | |", "|---|---:|---:|"]
+        lines += [f"| {label} | {value:,} | {human_bytes(value)} |" for label, value in r.lines()]
+        if r.fit_budget is not None:
+            lines += ["", _fit_line(r)]
+        return "\n".join(lines) + "\n"
+    return memory_view(r)

@@ -1,0 +1,90 @@
+"""archscope memory against PyTorch's profiler on a real CPU step, and hand formulas."""
+import json
+
+import pytest
+import torch
+from torch import nn
+from torch.profiler import ProfilerActivity, profile
+
+from archscope.errors import UsageError
+from archscope.trace.memory import memory, parse_bytes
+from archscope.zoo import get_entry, get_model
+
+
+def profiled_peak(fn) -> int:
+    """The most CPU memory held at once while ``fn`` runs, from the profiler's allocation events."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events() if e.self_cpu_memory_usage)
+    held = peak = 0
+    for _, nbytes in events:
+        held += nbytes
+        peak = max(peak, held)
+    return peak
+
+
+def real_step(name, batch):
+    """(training peak, inference peak) of a real CPU step, each with what is held before it."""
+    torch.manual_seed(0)
+    model = get_model(name)
+    side = get_entry(name).input_size
+    x = torch.randn(batch, 1, side, side)
+    params = sum(p.numel() * 4 for p in model.parameters())
+    model.eval()
+    with torch.no_grad():
+        inference = params + x.numel() * 4 + profiled_peak(lambda: model(x))
+    model.train()
+    opt = torch.optim.Adam(model.parameters())
+    model(x).sum().backward()
+    opt.step()  # Adam's two state tensors per parameter now exist
+    opt.zero_grad(set_to_none=True)
+    training = 3 * params + x.numel() * 4 + profiled_peak(lambda: model(x).sum().backward())
+    return training, inference
+
+
+@pytest.mark.parametrize("name", ["lenet", "alexnet", "googlenet"])
+def test_within_ten_percent_of_a_real_cpu_step(name):
+    report = memory(name, batch=8)
+    training, inference = real_step(name, 8)
+    assert abs(report.training_bytes / training - 1) < 0.10
+    assert abs(report.inference_bytes / inference - 1) < 0.10
+
+
+def test_parts_by_hand():
+    net = nn.Sequential(nn.Linear(100, 50), nn.ReLU(), nn.Linear(50, 10))
+    params = (100 * 50 + 50 + 50 * 10 + 10) * 4
+    r = memory(net, batch=4, input_size=(4, 100), optimizer="sgd-momentum")
+    assert (r.params_bytes, r.grads_bytes, r.optimizer_bytes) == (params, params, params)
+    # Saved for backward: the input (for the first weight's gradient), ReLU's output (for its own
+    # backward and the second Linear's weight gradient; one storage), no parameters.
+    assert r.activations_bytes == 4 * 100 * 4 + 4 * 50 * 4
+    assert memory(net, batch=4, input_size=(4, 100), optimizer="sgd").optimizer_bytes == 0
+    assert memory(net, batch=4, input_size=(4, 100), optimizer="adam").optimizer_bytes == 2 * params
+    with pytest.raises(UsageError):
+        memory(net, optimizer="lion")
+
+
+def test_fit_finds_the_largest_batch():
+    r = memory("lenet", batch=1, fit="64MiB")
+    fixed = r.params_bytes + r.optimizer_bytes
+
+    def step(b):
+        return memory("lenet", batch=b).training_bytes
+
+    assert step(r.fit_batch) <= parse_bytes("64MiB") < step(r.fit_batch + 1)
+    assert fixed < parse_bytes("64MiB")
+
+
+def test_parse_bytes():
+    assert parse_bytes("16GiB") == 16 * 2 ** 30 and parse_bytes("500MB") == 500_000_000
+    with pytest.raises(UsageError):
+        parse_bytes("lots")
+
+
+def test_cli(cli):
+    r = cli("memory", "alexnet", "--batch", "8", "-f", "json")
+    d = json.loads(r.stdout)
+    assert d["params_bytes"] == 46764746 * 4 and d["grads_bytes"] == d["params_bytes"]
+    assert d["training_bytes"] > d["inference_bytes"]
+    assert "largest batch" in cli("memory", "lenet", "--fit", "1GiB").stdout
+    assert cli("memory", "lenet", "--fit", "lots").exit_code == 2
