@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from archscope.errors import ArchscopeError
+from archscope.errors import UsageError as UsageError_
 
 app = typer.Typer(
     help="See what a CNN does to a tensor: shapes, parameters, FLOPs, shape-mismatch diagnosis; train on Fashion-MNIST.",
@@ -45,6 +46,7 @@ FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table | json | c
 DeviceOpt = Annotated[str, typer.Option("--device", help="meta (no weights, fastest) | cpu | cuda.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks.")]
 RfOpt = Annotated[bool, typer.Option("--rf", help="Receptive field of each row's output: size and jump (stride product).")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="summary only: archscope | torchinfo (torchinfo's own summary of the same model and input).")]
 TrainOpt = Annotated[bool, typer.Option("--train", help="Also count one training step: forward in train mode + a real backward pass.")]
 
 
@@ -125,6 +127,7 @@ def _view_command(view: str, doc: str):
         device: DeviceOpt = "meta",
         train: TrainOpt = False,
         rf: RfOpt = False,
+        engine: EngineOpt = "archscope",
         debug: DebugOpt = False,
     ):
         def body():
@@ -132,6 +135,15 @@ def _view_command(view: str, doc: str):
             from archscope.trace import trace
 
             check_format(fmt)
+            if engine != "archscope":
+                if engine != "torchinfo":
+                    raise UsageError_(f"unknown --engine '{engine}': use archscope or torchinfo")
+                if view != "summary":
+                    raise UsageError_("--engine torchinfo applies to 'archscope summary' only")
+                from archscope.report.engines import torchinfo_summary
+                emit(torchinfo_summary(model, depth=depth, batch=batch, model_kwargs=model_kwargs(ratio, arg),
+                                       **input_options(input_, size, input_data)))
+                return
             t = trace(model, depth=depth, device=device, batch=batch, model_kwargs=model_kwargs(ratio, arg),
                       train=train, rf=rf, **input_options(input_, size, input_data))
             emit(render(t, fmt, view))
@@ -205,6 +217,27 @@ def memory_(
         shape = input_options(input_, size)["input_size"]
         emit(render_memory(memory(model, batch=batch, optimizer=optimizer, amp=amp, input_size=shape, fit=fit,
                                   model_kwargs=model_kwargs(ratio, arg)), fmt))
+
+    run(debug, body)
+
+
+@app.command("compare")
+def compare_(
+    models: Annotated[List[str], typer.Argument(help="Two or more models: zoo names, tv:NAME, timm:NAME, file.py:factory.", show_default=False)],
+    batch: Annotated[int, typer.Option("--batch", "-b", help="Batch size for FLOPs and memory.")] = 1,
+    ratio: RatioOpt = None,
+    arg: ArgOpt = None,
+    fmt: FormatOpt = "table",
+    debug: DebugOpt = False,
+):
+    """Models side by side: params, FLOPs, training-step FLOPs and memory, smallest side, first FC width, receptive field."""
+
+    def body():
+        from archscope.report.compare import render_compare
+        from archscope.trace.compare import compare
+
+        check_format(fmt)
+        emit(render_compare(compare(models, batch=batch, model_kwargs=model_kwargs(ratio, arg)), fmt))
 
     run(debug, body)
 
