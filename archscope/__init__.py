@@ -20,6 +20,8 @@ _LAZY = {
     "list_models": ("archscope.zoo", "list_models"),
     "register_model": ("archscope.zoo", "register_model"),
     "render": ("archscope.report", "render"),
+    "memory": ("archscope.trace.memory", "memory"),
+    "compare": ("archscope.trace.compare", "compare"),
 }
 
 

@@ -5,7 +5,7 @@ import csv
 import io
 import json
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -39,12 +39,6 @@ def memory_view(r: MemoryReport):
     if r.note:
         parts.append(Text.assemble(("note: ", "yellow"), r.note))
     return Group(*parts)
-
-
-def memory_html(r: MemoryReport) -> str:
-    console = Console(record=True, width=120, file=io.StringIO())
-    console.print(memory_view(r))
-    return console.export_html(inline_styles=True, code_format="<pre style=\"font-family:monospace\">{code}</pre>")
 
 
 def render_memory(r: MemoryReport, fmt: str):

@@ -45,8 +45,13 @@ def summary_table(t: Trace, view: str = "summary"):
     return Group(*parts)
 
 
-def to_html(t: Trace, view: str = "summary") -> str:
-    console = Console(record=True, width=140, file=io.StringIO(), force_jupyter=False)
-    console.print(summary_table(t, view))
+def html_of(renderable, width: int = 140) -> str:
+    """Any rich renderable as an HTML <pre> block with inline styles (what Jupyter shows)."""
+    console = Console(record=True, width=width, file=io.StringIO(), force_jupyter=False)
+    console.print(renderable)
     return console.export_html(inline_styles=True, code_format="<pre style=\"font-family:monospace\">{code}</pre>")
+
+
+def to_html(t: Trace, view: str = "summary") -> str:
+    return html_of(summary_table(t, view))
 

@@ -16,6 +16,7 @@ from archscope.loader import load_model
 from archscope.trace.diagnose import Diagnosis, diagnose
 from archscope.errors import UsageError
 from archscope.trace.inputs import InputSize, resolve_inputs
+from archscope.trace.records import Rendered
 from archscope.trace.solver import SizeScan, scan
 from archscope.trace.tracer import attempt, check_device
 
@@ -38,7 +39,7 @@ class LayerCheck:
 
 
 @dataclass
-class CheckReport:
+class CheckReport(Rendered):
     model: str
     input_shape: Any
     device: str
@@ -50,6 +51,10 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return self.diagnosis is None and all(c.ok for c in self.layers)
+
+    def _view(self):
+        from archscope.report.check import render_check
+        return render_check(self, "table")
 
     def first_linear(self) -> Optional[LayerCheck]:
         return next((c for c in self.layers if c.field == "in_features"), None)

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 from archscope.errors import ArchscopeError, UsageError, first_line
+from archscope.trace.records import Rendered
 
 
 @dataclass
@@ -27,6 +28,17 @@ class Comparison:
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
+
+
+class Comparisons(list, Rendered):
+    """The rows of a comparison: a list of ``Comparison`` that renders as one table."""
+
+    def to_dict(self) -> List[Dict[str, Any]]:
+        return [c.to_dict() for c in self]
+
+    def _view(self):
+        from archscope.report.compare import render_compare
+        return render_compare(self, "table")
 
 
 def _deepest_field(t) -> Optional[List[int]]:
@@ -85,16 +97,13 @@ def compare_one(spec: Any, batch: int = 1, model_kwargs: Optional[Dict[str, Any]
                       "; ".join(notes) or None)
 
 
-def compare(models: Sequence[Any], batch: int = 1, model_kwargs: Optional[Dict[str, Any]] = None) -> List[Comparison]:
+def compare(models: Sequence[Any], batch: int = 1, model_kwargs: Optional[Dict[str, Any]] = None) -> "Comparisons":
     """One ``Comparison`` per model; builder options apply to the models that accept them."""
     if not models:
         raise UsageError("name at least one model to compare")
     if batch < 1:
         raise UsageError(f"bad --batch {batch}: it must be a positive integer")
-    rows = []
-    for spec in models:
-        rows.append(compare_one(spec, batch, _accepted(spec, model_kwargs or {})))
-    return rows
+    return Comparisons(compare_one(spec, batch, _accepted(spec, model_kwargs or {})) for spec in models)
 
 
 def _accepted(spec: Any, kwargs: Dict[str, Any]) -> Dict[str, Any]:

@@ -28,6 +28,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from archscope.errors import UsageError
+from archscope.trace.records import Rendered
 
 OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 0, "sgd-momentum": 1}
 _AUTOCAST_OPS = {"convolution", "mm", "addmm", "bmm", "baddbmm", "matmul", "linear"}
@@ -51,7 +52,7 @@ def human_bytes(n: float) -> str:
 
 
 @dataclass
-class MemoryReport:
+class MemoryReport(Rendered):
     model: str
     input_shape: Any
     batch: int
@@ -97,13 +98,9 @@ class MemoryReport:
             ("inference total", self.inference_bytes),
         ]
 
-    def __rich__(self):
+    def _view(self):
         from archscope.report.memory import memory_view
         return memory_view(self)
-
-    def _repr_html_(self) -> str:
-        from archscope.report.memory import memory_html
-        return memory_html(self)
 
 
 class _Live(TorchDispatchMode):

@@ -13,6 +13,25 @@ import torch
 from archscope.trace.counter import CONVENTION as FLOPS_CONVENTION
 
 
+class Rendered:
+    """Every result: ``to_dict()``/``to_json()``, a rich table in a terminal (``__rich__``) and an
+    HTML table in Jupyter (``_repr_html_``), both from the one view ``_view()`` that report builds."""
+
+    def to_json(self) -> str:
+        import json
+        return json.dumps(self.to_dict(), indent=2)
+
+    def _view(self):
+        raise NotImplementedError
+
+    def __rich__(self):
+        return self._view()
+
+    def _repr_html_(self) -> str:
+        from archscope.report.tables import html_of
+        return html_of(self._view())
+
+
 @dataclass
 class LayerRow:
     """One row of a trace: a module at the requested depth, or the work a parent did itself."""
@@ -69,7 +88,7 @@ class Totals:
 
 
 @dataclass
-class Trace:
+class Trace(Rendered):
     """What one forward pass did, layer by layer. Renders itself in a terminal and in Jupyter."""
 
     model: str
@@ -107,13 +126,9 @@ class Trace:
                 return r
         raise KeyError(name)
 
-    def __rich__(self):
+    def _view(self):
         from archscope.report.tables import summary_table
         return summary_table(self)
-
-    def _repr_html_(self) -> str:
-        from archscope.report.tables import to_html
-        return to_html(self)
 
 
 def shape_of(obj: Any) -> Any:
