@@ -9,9 +9,13 @@
    trace (shapes + params + FLOPs) against torchinfo.summary on the same meta model and
    input (shapes + params, no FLOPs). Goal: archscope at least as fast (ratio >= 1). Then the
    FLOP counter alone: archscope's dispatch mode against PyTorch's FlopCounterMode.
-3. `archscope check alexnet --sizes 32..511`: 480 square sides probed on meta (goal: well
+3. Training-step answers for AlexNet @224, batch 8: archscope's `--train` FLOPs and `memory`
+   (both on meta) against torchinfo.summary on a CPU build (its "forward/backward pass size" is
+   its memory answer) and against measuring it: one real CPU training step (forward + backward)
+   under PyTorch's FlopCounterMode.
+4. `archscope check alexnet --sizes 32..511`: 480 square sides probed on meta (goal: well
    under 10 s).
-4. Peak RSS of `archscope summary samples/huge_model.py:build` (~10 G parameters) in a fresh
+5. Peak RSS of `archscope summary samples/huge_model.py:build` (~10 G parameters) in a fresh
    process, next to the RSS of a bare `import torch` for scale. Goal < 1 GiB.
 """
 from __future__ import annotations
@@ -106,6 +110,33 @@ def compare_counters(repeats: int):
           f"FlopCounterMode {theirs * 1000:.1f} ms, ratio {theirs / ours:.2f}x")
 
 
+def compare_training_paths(repeats: int):
+    import torch
+    import torchinfo
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from archscope.trace import trace
+    from archscope.trace.memory import memory
+    from archscope.zoo import get_model
+
+    shape = (8, 1, 224, 224)
+    train_flops = median_seconds(lambda: trace("alexnet", train=True, batch=8), repeats)
+    mem = median_seconds(lambda: memory("alexnet", batch=8), repeats)
+    info = median_seconds(lambda: torchinfo.summary(get_model("alexnet"), input_size=shape, verbose=0), repeats)
+
+    def real_step():
+        model = get_model("alexnet").train()
+        with FlopCounterMode(display=False):
+            model(torch.randn(shape)).sum().backward()
+
+    real = median_seconds(real_step, max(1, repeats // 3))
+    print("AlexNet @224, batch 8, training-step answers (median):")
+    print(f"  archscope --train FLOPs (meta):            {train_flops * 1000:8.1f} ms")
+    print(f"  archscope memory (meta):                   {mem * 1000:8.1f} ms")
+    print(f"  torchinfo.summary (CPU build):             {info * 1000:8.1f} ms   ratio {info / max(train_flops, mem):.1f}x")
+    print(f"  a real CPU training step, counted:         {real * 1000:8.1f} ms   ratio {real / max(train_flops, mem):.1f}x")
+
+
 def peak_rss_mib(args) -> float:
     """Peak resident memory of a child process, in MiB (Linux reports ru_maxrss in KiB)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -134,6 +165,7 @@ def main():
 
     compare_on_meta(args.repeats)
     compare_counters(args.repeats)
+    compare_training_paths(args.repeats)
 
     from archscope.trace.check import scan_sizes
 

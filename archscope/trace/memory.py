@@ -92,8 +92,7 @@ class MemoryReport(Rendered):
             ("parameters", self.params_bytes), ("gradients", self.grads_bytes),
             (f"optimizer state ({self.optimizer})", self.optimizer_bytes),
             ("activations saved for backward" + (" (bf16 autocast)" if self.amp else ""), self.activations_bytes),
-            ("training step peak (parameters + optimizer state + most activations and gradients at once)",
-             self.training_bytes),
+            ("training step peak", self.training_bytes),
             ("inference activations peak", self.inference_peak_bytes),
             ("inference total", self.inference_bytes),
         ]
