@@ -174,7 +174,7 @@ def _training_activations(model, args, kwargs, amp: bool):
     Backward runs the forward in reverse: when it reaches op t, the activations saved before t
     are still held and the gradients of the parameters first used at or after t exist. The
     peak over t is what a real step holds at most, beside parameters and optimizer state."""
-    from archscope.trace.tracer import train_mode
+    from archscope.trace.tracer import running_mode
 
     stand_ins = _stand_ins(model)
     weights = {t.untyped_storage()._cdata: t.untyped_storage().nbytes()
@@ -192,7 +192,7 @@ def _training_activations(model, args, kwargs, amp: bool):
             saved[key] = (order.index, nbytes)
         return t
 
-    with train_mode(model), torch.enable_grad(), order, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with running_mode(model, True), torch.enable_grad(), order, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
     total = sum(nbytes for _, nbytes in saved.values())
     events = sorted([(i, nbytes) for i, nbytes in saved.values()] +
@@ -213,14 +213,14 @@ def _training_activations(model, args, kwargs, amp: bool):
 
 
 def _inference_peak(model, args, kwargs) -> int:
-    from archscope.trace.tracer import eval_mode
+    from archscope.trace.tracer import running_mode
 
     stand_ins = _stand_ins(model)
     live = _Live({t.untyped_storage()._cdata for t in stand_ins.values()})
     for t in tree_leaves((args, kwargs)):
         if isinstance(t, torch.Tensor):
             live.track(t)
-    with eval_mode(model), torch.no_grad(), live:
+    with running_mode(model, False), torch.no_grad(), live:
         out = torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
     del out
     return live.peak

@@ -202,7 +202,7 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
     stand-ins, so nothing of it changes. Returns ``(output, recorder)``; on failure the
     recorder rides on the exception as ``__archscope_recorder__`` (the diagnosis reads its stack)."""
     recorder = Recorder(model, counter, tag_autograd=train, fields=rf)
-    mode = _modes(model, train)
+    mode = running_mode(model, train)
     grad = torch.enable_grad() if train else torch.no_grad()
     fields = contextlib.nullcontext()
     if rf:
@@ -246,33 +246,17 @@ def _backward(out, recorder: "Recorder", counter: Optional[FlopCounter]) -> None
         counter.end_backward()
 
 
-def _modes(model: nn.Module, train: bool):
-    return train_mode(model) if train else eval_mode(model)
-
-
 @contextlib.contextmanager
-def train_mode(model: nn.Module):
-    """Run in train mode (dropout, BatchNorm batch statistics, auxiliary heads), then restore."""
+def running_mode(model: nn.Module, training: bool):
+    """Run in train mode (dropout, BatchNorm batch statistics, auxiliary heads) or eval mode,
+    then restore every module's own training flag exactly."""
     modes = [(m, m.training) for m in model.modules()]
-    model.train()
+    model.train(training)
     try:
         yield
     finally:
-        for m, training in modes:
-            m.training = training
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """Run in eval mode (no dropout, BatchNorm without batch statistics), then restore
-    every module's own training flag exactly."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
+        for m, flag in modes:
+            m.training = flag
 
 
 @contextlib.contextmanager
