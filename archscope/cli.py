@@ -263,23 +263,24 @@ def list_(
 def train_(
     model: ModelArg,
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the training set. [default: 5]", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Default: the model's recipe (256 LeNet, 128 others).", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="The global batch. Default: the model's recipe (256 LeNet, 128 others).", show_default=False)] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate. Default: the recipe (0.02 LeNet, 0.002 NiN/GoogLeNet, 0.001 VGG, 0.0001 AlexNet).", show_default=False)] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="adam | sgd (momentum 0.9). Default adam.", show_default=False)] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help="Default 0.", show_default=False)] = None,
     schedule: Annotated[Optional[str], typer.Option(help="none | cosine | onecycle. Default onecycle.", show_default=False)] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="Default 0.", show_default=False)] = None,
-    seed: Annotated[int, typer.Option(help="Seeds the weights and the shuffles.")] = 0,
-    device: Annotated[str, typer.Option(help="auto (CUDA if present) | cpu | cuda.")] = "auto",
+    seed: Annotated[Optional[int], typer.Option(help="Seeds the weights and the shuffles. [default: 0]", show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto (CUDA if present) | cpu | cuda. [default: auto]", show_default=False)] = None,
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast. Default: on for CUDA.", show_default=False)] = None,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
     resize: Annotated[Optional[int], typer.Option(help="Input side. Default: the model's (224; 96 GoogLeNet; 28 LeNet).", show_default=False)] = None,
     limit_train: Annotated[Optional[int], typer.Option(help="Use only the first N training images.", show_default=False)] = None,
     limit_test: Annotated[Optional[int], typer.Option(help="Evaluate on the first N test images.", show_default=False)] = None,
-    out: Annotated[Optional[str], typer.Option(help="Run directory. Default runs/MODEL-TIME.", show_default=False)] = None,
+    out: Annotated[Optional[str], typer.Option(help="Run directory (one run per folder). Default runs/MODEL-TIME.", show_default=False)] = None,
     resume: Annotated[Optional[str], typer.Option(help="Continue the run saved in this last.pt.", show_default=False)] = None,
     data_dir: Annotated[Optional[str], typer.Option(help="Folder with the four Fashion-MNIST IDX files.", show_default=False)] = None,
     download: Annotated[bool, typer.Option("--download", help="Fetch Fashion-MNIST through torchvision if it is not found.")] = False,
+    nproc: Annotated[Optional[int], typer.Option("--nproc", help="Train with N processes on this machine (launches torchrun; DDP).", show_default=False)] = None,
     ratio: RatioOpt = None,
     arg: ArgOpt = None,
     debug: DebugOpt = False,
@@ -287,35 +288,63 @@ def train_(
     """Train on Fashion-MNIST, GPU first; checkpoints every epoch and on Ctrl-C.
 
     Data is looked for in --data-dir, $ARCHSCOPE_DATA, ~/.cache/archscope, /usr/share/datasets/fashion-mnist.
+    Several GPUs or machines: torchrun --nproc-per-node=N -m archscope train MODEL ... (or --nproc N here).
     """
 
     def body():
         from archscope.report.training import history_table
         from archscope.train import TrainConfig, resume_config, train
 
+        if nproc is not None:
+            return launch_torchrun(nproc)
+        given_kwargs = model_kwargs(ratio, arg)
         if resume:
-            cfg = resume_config(resume, {"device": device if device != "auto" else None, "data_dir": data_dir,
-                                         "compile": compile_ or None, "out": out, "epochs": epochs})
+            cfg = resume_config(resume, {
+                "device": device, "data_dir": data_dir, "compile": compile_ or None, "out": out, "epochs": epochs,
+                "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "weight_decay": weight_decay,
+                "schedule": schedule, "label_smoothing": label_smoothing, "seed": seed, "amp": amp, "resize": resize,
+                "limit_train": limit_train, "limit_test": limit_test, "model_kwargs": given_kwargs or None})
             if cfg.model != model:
-                from archscope.errors import TrainingError
-                raise TrainingError(f"checkpoint {resume} is a run of '{cfg.model}', not '{model}'")
+                raise UsageError_(f"checkpoint {resume} is a run of '{cfg.model}', not '{model}'")
         else:
-            cfg = TrainConfig(model=model, epochs=5 if epochs is None else epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                              weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing, seed=seed,
-                              device=device, amp=amp, compile=compile_, resize=resize, limit_train=limit_train,
-                              limit_test=limit_test, out=out, data_dir=data_dir, download=download,
-                              model_kwargs=model_kwargs(ratio, arg))
-        result = train(cfg, console=err, resume=resume)
+            cfg = TrainConfig(model=model, epochs=5 if epochs is None else epochs, batch_size=batch_size, lr=lr,
+                              optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,
+                              label_smoothing=label_smoothing, seed=seed or 0, device=device or "auto", amp=amp,
+                              compile=compile_, resize=resize, limit_train=limit_train, limit_test=limit_test,
+                              out=out, data_dir=data_dir, download=download, model_kwargs=given_kwargs)
+        result = train(cfg, console=err, resume=resume, handle_signals=True)
+        from archscope.train.distributed import from_env
+        if not from_env().main:
+            return 130 if result.interrupted else 0
         if result.interrupted:
             return 130
         if result.history:
             stdout.print(history_table(result.history))
         stdout.print(f"best test accuracy {result.best_test_acc:.4f}; run saved in {result.run_dir} "
-                  f"(metrics.jsonl, last.pt, best.pt{', curves.png' if result.plot_note is None else ''})")
+                     f"(metrics.jsonl, last.pt, best.pt{', curves.png' if result.plot_note is None else ''})")
         if result.plot_note:
             stdout.print(f"note: {result.plot_note}")
 
     run(debug, body)
+
+
+def launch_torchrun(nproc: int) -> int:
+    """``archscope train ... --nproc N`` → ``torchrun --standalone --nproc-per-node N -m archscope train ...``."""
+    import os
+    import subprocess
+
+    if nproc < 1:
+        raise UsageError_("--nproc must be >= 1")
+    if "WORLD_SIZE" in os.environ:
+        raise UsageError_("--nproc launches torchrun itself: leave it out when running under torchrun")
+    argv = list(sys.argv[1:])
+    i = next(i for i, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc="))
+    del argv[i: i + (1 if "=" in argv[i] else 2)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "archscope", *argv]
+    err.print(f"launching: torchrun --standalone --nproc-per-node={nproc} -m archscope {' '.join(argv)}",
+              highlight=False, markup=False)
+    return subprocess.run(command).returncode
 
 
 @app.command("eval")

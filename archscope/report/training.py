@@ -14,7 +14,7 @@ def history_table(history: List[Dict[str, Any]]) -> Table:
         tbl.add_column(title, justify="right")
     for h in history:
         tbl.add_row(str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['train_acc']:.4f}", f"{h['test_acc']:.4f}",
-                    f"{h['time_s']:.1f} s", f"{h['train_img_per_s']:,.0f}")
+                    f"{h['time_s']:.1f} s", f"{h['train_img_per_s']:,.0f}" if h.get("train_img_per_s") else "—")
     return tbl
 
 

@@ -47,21 +47,11 @@ def _deepest_field(t) -> Optional[List[int]]:
 
 
 def _smallest_running_side(module, shape) -> Optional[int]:
-    from archscope.trace import solver
+    from archscope.trace.solver import smallest_running_side
 
     if shape is None or len(shape) != 4:
         return None
-    start = solver.smallest_side(module, shape)
-    if start is None:
-        return None
-    p = solver.probe(module, shape, start)
-    if p.ok:
-        return start
-    if p.kind == "width":
-        width = solver.first_width_failure(module, shape, start)
-        sides = solver.sides_giving_width(module, shape, *width) if width else None
-        return sides[0] if sides else None
-    return None
+    return smallest_running_side(module, shape)[0]
 
 
 def compare_one(spec: Any, batch: int = 1, model_kwargs: Optional[Dict[str, Any]] = None) -> Comparison:

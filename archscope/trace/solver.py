@@ -129,6 +129,26 @@ def sides_giving_width(model: nn.Module, shape: Sequence[int], layer: str, want:
     return lo, min(hi, MAX_SIDE)
 
 
+def smallest_running_side(model: nn.Module, shape: Sequence[int]) -> Tuple[Optional[int], Optional[int]]:
+    """(lo, hi): the smallest square side at which the whole model runs and, when a Linear's
+    width bounds it, the largest; (lo, None) when every larger side runs too; (None, None) if none."""
+    start = smallest_side(model, shape)
+    if start is None:
+        return None, None
+    p = probe(model, shape, start)
+    if p.ok:
+        if not p.widths:
+            return start, None
+        name, width = next(iter(p.widths.items()))
+        sides = sides_giving_width(model, shape, name, width)
+        return start, sides[1] if sides else None
+    if p.kind == "width":
+        width = first_width_failure(model, shape, start)
+        sides = sides_giving_width(model, shape, *width) if width else None
+        return (sides[0], sides[1]) if sides else (None, None)
+    return None, None
+
+
 # --------------------------------------------------------------------------- full scan
 
 @dataclass

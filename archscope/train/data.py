@@ -79,13 +79,22 @@ def find_files(data_dir: Optional[str] = None) -> dict:
 def download(root: Optional[Path] = None) -> Path:
     """Fetch through torchvision's FashionMNIST into the cache (torchvision layout)."""
     root = root or cache_dir()
+    folders = [root, root / "FashionMNIST", root / "FashionMNIST" / "raw"]
+    new = [f for f in folders if not f.exists()]
     try:
         from torchvision.datasets import FashionMNIST
 
         for train in (True, False):
             FashionMNIST(str(root), train=train, download=True)
     except Exception as error:  # noqa: BLE001 - network, disk: tell the user plainly
-        raise TrainingError(f"download of Fashion-MNIST failed: {error}") from error
+        for folder in reversed(new):  # leave no empty folders behind
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TrainingError(f"download of Fashion-MNIST failed ({reason}); see the other ways to get it with "
+                            f"'archscope train lenet' without --download") from error
     return root
 
 

@@ -1,0 +1,85 @@
+"""Scale-out through torchrun: one process per device, DistributedDataParallel.
+
+Under ``torchrun`` (RANK / WORLD_SIZE / LOCAL_RANK in the environment) each process joins a
+process group (NCCL on CUDA, gloo on CPU), holds the whole device-resident dataset, and takes a
+disjoint shard of every global batch drawn from the same seeded permutation. Only rank 0
+prints and writes. Collectives time out after 30 s, so a rank that died or hung stops the
+others with an error instead of a hang (torchrun also stops the group when one process fails).
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+
+TIMEOUT = datetime.timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def from_env() -> Dist:
+    return Dist(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def start(dist: Dist, device: torch.device) -> torch.device:
+    """Join the process group; the device of this rank (cuda:LOCAL_RANK on GPUs)."""
+    if not dist.active:
+        return device
+    import torch.distributed as td
+
+    if device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+        os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
+    if not td.is_initialized():
+        td.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
+    return device
+
+
+def stop() -> None:
+    import torch.distributed as td
+
+    if td.is_available() and td.is_initialized():
+        td.destroy_process_group()
+
+
+def reduce_sum(t: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """The sum over ranks (a copy: the local value is left alone)."""
+    if not dist.active:
+        return t
+    import torch.distributed as td
+
+    out = t.clone()
+    td.all_reduce(out, op=td.ReduceOp.SUM)
+    return out
+
+
+def reduce_max(t: torch.Tensor, dist: Dist) -> torch.Tensor:
+    if not dist.active:
+        return t
+    import torch.distributed as td
+
+    out = t.clone()
+    td.all_reduce(out, op=td.ReduceOp.MAX)
+    return out
+
+
+def shard(idx: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """This rank's part of a global batch: every world-th index, from its rank on."""
+    return idx[dist.rank::dist.world] if dist.active else idx
