@@ -257,3 +257,18 @@ def test_a_failing_rank_stops_the_group_with_one_message(tmp_path):
     train(tiny(tmp_path / "run"), console=quiet())
     r = run_torchrun(["train", "lenet", "--epochs", "1", "--out", tmp_path / "run"], timeout=120)
     assert r.returncode != 0 and "already holds another run" in r.stderr
+
+
+def test_download_without_network_leaves_no_empty_cache_folders(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    class Offline:
+        def __init__(self, root, train=True, download=False):
+            os.makedirs(os.path.join(root, "FashionMNIST", "raw"), exist_ok=True)  # as torchvision does first
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", Offline)
+    root = tmp_path / "cache" / "archscope"
+    with pytest.raises(TrainingError, match="download of Fashion-MNIST failed"):
+        fmnist.download(root)
+    assert not root.exists() and (tmp_path / "cache").exists() is False

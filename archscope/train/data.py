@@ -79,15 +79,17 @@ def find_files(data_dir: Optional[str] = None) -> dict:
 def download(root: Optional[Path] = None) -> Path:
     """Fetch through torchvision's FashionMNIST into the cache (torchvision layout)."""
     root = root or cache_dir()
-    folders = [root, root / "FashionMNIST", root / "FashionMNIST" / "raw"]
-    new = [f for f in folders if not f.exists()]
+    new, folder = [], root / "FashionMNIST" / "raw"  # the folders this call may create, deepest first
+    while not folder.exists() and folder != folder.parent:
+        new.append(folder)
+        folder = folder.parent
     try:
         from torchvision.datasets import FashionMNIST
 
         for train in (True, False):
             FashionMNIST(str(root), train=train, download=True)
     except Exception as error:  # noqa: BLE001 - network, disk: tell the user plainly
-        for folder in reversed(new):  # leave no empty folders behind
+        for folder in new:  # leave no empty folders behind
             try:
                 folder.rmdir()
             except OSError:
