@@ -59,24 +59,14 @@ def stop() -> None:
         td.destroy_process_group()
 
 
-def reduce_sum(t: torch.Tensor, dist: Dist) -> torch.Tensor:
-    """The sum over ranks (a copy: the local value is left alone)."""
+def reduce(t: torch.Tensor, dist: Dist, op: str = "sum") -> torch.Tensor:
+    """The sum (or max) over ranks, as a copy: the local value is left alone."""
     if not dist.active:
         return t
     import torch.distributed as td
 
     out = t.clone()
-    td.all_reduce(out, op=td.ReduceOp.SUM)
-    return out
-
-
-def reduce_max(t: torch.Tensor, dist: Dist) -> torch.Tensor:
-    if not dist.active:
-        return t
-    import torch.distributed as td
-
-    out = t.clone()
-    td.all_reduce(out, op=td.ReduceOp.MAX)
+    td.all_reduce(out, op=td.ReduceOp.SUM if op == "sum" else td.ReduceOp.MAX)
     return out
 
 

@@ -326,7 +326,7 @@ def _agree_on_stop(stop: StopRequest, dist: distributed.Dist) -> bool:
     """Under torchrun every rank gets the signal, not necessarily at the same step: agree."""
     if not dist.active:
         return stop.signal_name is not None
-    flag = distributed.reduce_max(torch.tensor([1 if stop.signal_name else 0]), dist)
+    flag = distributed.reduce(torch.tensor([1 if stop.signal_name else 0]), dist, "max")
     if flag.item() and stop.signal_name is None:
         stop.signal_name = "SIGTERM"
     return bool(flag.item())
@@ -336,8 +336,7 @@ def _reduced(sums, dist: distributed.Dist) -> Dict[str, torch.Tensor]:
     if not dist.active:
         return sums
     # Sums add over ranks; the first bad step and the worst loss are maxima.
-    return {k: (distributed.reduce_max if k in ("first_bad", "worst") else distributed.reduce_sum)(v, dist)
-            for k, v in sums.items()}
+    return {k: distributed.reduce(v, dist, "max" if k in ("first_bad", "worst") else "sum") for k, v in sums.items()}
 
 
 def _zero_sums(device) -> Dict[str, torch.Tensor]:
