@@ -2,7 +2,6 @@
 the device, uncounted ops, the user's model untouched. Expected values are hand formulas or
 PyTorch's own counter on a model without fast paths, never archscope against itself."""
 import json
-import math
 
 import pytest
 import torch
@@ -11,7 +10,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from archscope import trace
-from archscope.errors import ModelFailure, UsageError
+from archscope.errors import ModelFailure
 
 
 def linear_flops(tokens, fan_in, fan_out):

@@ -1,9 +1,7 @@
 """torchvision and timm models by name, checked against numbers their maintainers published."""
-import math
 import sys
 
 import pytest
-import torch
 import torchvision
 
 from archscope import trace

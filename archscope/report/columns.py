@@ -3,7 +3,7 @@ rich table and the Markdown table of a command always agree."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List
+from typing import Callable, Dict, List
 
 from archscope.trace.records import LayerRow, Trace, shape_text  # noqa: F401 - shape_text is used here and re-exported
 

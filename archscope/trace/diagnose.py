@@ -8,7 +8,7 @@ stride) say what it expected; the size solver finds inputs that would work.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from torch import nn
 

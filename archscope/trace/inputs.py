@@ -8,7 +8,7 @@ tensors: one, a tuple of positional arguments, or a dict of keyword arguments).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn

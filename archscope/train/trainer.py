@@ -17,7 +17,6 @@ continues exactly where it stopped.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import signal

@@ -80,12 +80,17 @@ def _build_tv(name: str, kwargs: Dict[str, Any]):
     if "weights_backbone" in inspect.signature(models.get_model_builder(name)).parameters:
         options.setdefault("weights_backbone", None)  # detection/segmentation would download a backbone
 
+    return _builder(f"tv:{name}", kwargs, lambda: models.get_model(name, weights=None, **options))
+
+
+def _builder(label: str, kwargs: Dict[str, Any], make):
+    """``build(device)``: ``make()`` under ``torch.device(device)``; a bad option is one usage line."""
     def build(device: str) -> nn.Module:
         with torch.device(device):
             try:
-                return models.get_model(name, weights=None, **options)
+                return make()
             except (TypeError, ValueError) as error:
-                raise UsageError(f"cannot build tv:{name} with {_fmt(kwargs)}: {first_line(error)}") from error
+                raise UsageError(f"cannot build {label} with {_fmt(kwargs)}: {first_line(error)}") from error
     return build
 
 
@@ -110,14 +115,7 @@ def timm_default_input(name: str) -> Tuple[int, ...]:
 
 
 def _build_timm(name: str, kwargs: Dict[str, Any]):
-    def build(device: str) -> nn.Module:
-        timm = _timm()
-        with torch.device(device):
-            try:
-                return timm.create_model(name, pretrained=False, **kwargs)
-            except (TypeError, ValueError) as error:
-                raise UsageError(f"cannot build timm:{name} with {_fmt(kwargs)}: {first_line(error)}") from error
-    return build
+    return _builder(f"timm:{name}", kwargs, lambda: _timm().create_model(name, pretrained=False, **kwargs))
 
 
 # --------------------------------------------------------------------------- shared
