@@ -7,21 +7,24 @@
 >>> t.totals.params
 46764746
 
-Everything heavy is imported lazily, so ``import archscope`` (and the CLI's start-up) stays fast.
+This package is the façade above the layers (models → analysis → report): asking it for any
+API function also imports the report layer, which plugs rendering into every result, so a
+result shows its table in a terminal and in Jupyter. Everything heavy is imported lazily, so
+``import archscope`` (and the CLI's start-up) stays fast.
 """
 __version__ = "0.1.0"
 
 _LAZY = {
-    "trace": ("archscope.trace", "trace"),
-    "Trace": ("archscope.trace", "Trace"),
-    "check": ("archscope.trace.check", "check"),
-    "scan_sizes": ("archscope.trace.check", "scan_sizes"),
-    "get_model": ("archscope.zoo", "get_model"),
-    "list_models": ("archscope.zoo", "list_models"),
-    "register_model": ("archscope.zoo", "register_model"),
+    "trace": ("archscope.analysis.api", "trace"),
+    "Trace": ("archscope.analysis.records", "Trace"),
+    "check": ("archscope.analysis.check", "check"),
+    "scan_sizes": ("archscope.analysis.check", "scan_sizes"),
+    "memory": ("archscope.analysis.memory", "memory"),
+    "compare": ("archscope.analysis.compare", "compare"),
+    "get_model": ("archscope.models", "get_model"),
+    "list_models": ("archscope.models", "list_models"),
+    "register_model": ("archscope.models", "register_model"),
     "render": ("archscope.report", "render"),
-    "memory": ("archscope.trace.memory", "memory"),
-    "compare": ("archscope.trace.compare", "compare"),
 }
 
 
@@ -29,6 +32,7 @@ def __getattr__(name):
     if name in _LAZY:
         import importlib
 
+        importlib.import_module("archscope.report")  # plugs rendering into every result
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'archscope' has no attribute {name!r}")

@@ -21,7 +21,7 @@ class UsageError(ArchscopeError):
 class ModelFailure(UsageError):
     """The model raised while running on the given input.
 
-    ``diagnosis`` (an ``archscope.trace.diagnose.Diagnosis``) says which layer
+    ``diagnosis`` (an ``archscope.analysis.diagnose.Diagnosis``) says which layer
     failed, what reached it and what to change.
     """
 

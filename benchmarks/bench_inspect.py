@@ -46,7 +46,7 @@ def archscope_summary():
     from rich.console import Console
 
     from archscope.report import render
-    from archscope.trace import trace
+    from archscope.analysis import trace
 
     Console(file=io.StringIO(), width=160).print(render(trace("vgg"), "table", "summary"))
 
@@ -54,7 +54,7 @@ def archscope_summary():
 def torchinfo_summary():
     import torchinfo
 
-    from archscope.zoo import get_model
+    from archscope.models import get_model
 
     str(torchinfo.summary(get_model("vgg"), input_size=(1, 1, 224, 224), verbose=0))
 
@@ -64,7 +64,7 @@ def meta_models():
     import torch
     import torchvision
 
-    from archscope.zoo import get_model
+    from archscope.models import get_model
 
     with torch.device("meta"):
         return [
@@ -77,7 +77,7 @@ def meta_models():
 def compare_on_meta(repeats: int):
     import torchinfo
 
-    from archscope.trace import trace
+    from archscope.analysis import trace
 
     print(f"Prebuilt meta model, median of {repeats}: archscope trace (with FLOPs) vs torchinfo.summary (without)")
     for label, model, shape in meta_models():
@@ -92,7 +92,7 @@ def compare_counters(repeats: int):
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from archscope.trace.counter import FlopCounter
+    from archscope.analysis.counter import FlopCounter
 
     _, model, shape = meta_models()[2]
     model.eval()
@@ -115,9 +115,9 @@ def compare_training_paths(repeats: int):
     import torchinfo
     from torch.utils.flop_counter import FlopCounterMode
 
-    from archscope.trace import trace
-    from archscope.trace.memory import memory
-    from archscope.zoo import get_model
+    from archscope.analysis import trace
+    from archscope.analysis.memory import memory
+    from archscope.models import get_model
 
     shape = (8, 1, 224, 224)
     train_flops = median_seconds(lambda: trace("alexnet", train=True, batch=8), repeats)
@@ -167,7 +167,7 @@ def main():
     compare_counters(args.repeats)
     compare_training_paths(args.repeats)
 
-    from archscope.trace.check import scan_sizes
+    from archscope.analysis.check import scan_sizes
 
     start = time.perf_counter()
     scan = scan_sizes("alexnet", 32, 511)

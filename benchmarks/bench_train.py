@@ -43,7 +43,7 @@ def baseline(model_name, kwargs, side, batch_size, steps, warmup, device) -> flo
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    from archscope.zoo import get_model
+    from archscope.models import get_model
 
     torch.manual_seed(0)
     model = get_model(model_name, **kwargs).to(device)
@@ -90,7 +90,7 @@ def ours(model_name, kwargs, batch_size, steps, warmup, device) -> float:
 
 
 def main():
-    from archscope.zoo import get_entry
+    from archscope.models import get_entry
 
     p = argparse.ArgumentParser()
     p.add_argument("model")
@@ -102,7 +102,7 @@ def main():
     args = p.parse_args()
     kwargs = {"ratio": args.ratio} if args.ratio else {}
     device = torch.device(args.device)
-    side = get_entry(args.model).input_size
+    side = get_entry(args.model).default_side
     print(f"{args.model} @{side}, batch {args.batch_size}, {args.steps} timed steps on {device} "
           f"({torch.get_num_threads()} CPU threads)")
     theirs = baseline(args.model, kwargs, side, args.batch_size, args.steps, args.warmup, device)

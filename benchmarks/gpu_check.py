@@ -17,7 +17,7 @@ import tempfile
 import torch
 from rich.console import Console
 
-from archscope.trace import trace
+from archscope.analysis import trace
 from archscope.train import TrainConfig, train
 
 MODELS = [("lenet", {}), ("alexnet", {}), ("vgg", {"ratio": 8}), ("nin", {}), ("googlenet", {})]

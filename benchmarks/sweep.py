@@ -16,10 +16,10 @@ import warnings
 
 def sweep(source: str, pattern: str):
     from archscope.errors import first_line
-    from archscope.trace import trace
-    from archscope.zoo import external
+    from archscope.analysis import trace
+    from archscope.models import resolve
 
-    names = external.names(source, pattern)
+    names = resolve.library_names(source, pattern)
     times, fallbacks, failures = [], [], collections.defaultdict(list)
     for i, name in enumerate(names):
         start = time.perf_counter()

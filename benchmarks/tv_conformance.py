@@ -18,7 +18,7 @@ def main():
     warnings.simplefilter("ignore")
     from test_external import BUILD_ARGS, classification_models, published
 
-    from archscope.trace import trace
+    from archscope.analysis import trace
 
     print("| torchvision model | input | params | published | GMACs | published | match |")
     print("|---|---|---:|---:|---:|---:|---|")

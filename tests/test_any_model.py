@@ -324,7 +324,7 @@ def test_input_data_chooses_the_branch(tmp_path):
     assert trace(Branchy(), input_size=(1, 4)).output_shape == [1, 2]
     path = tmp_path / "x.pt"
     torch.save(torch.ones(1, 4), path)
-    from archscope.trace.inputs import load_input_data
+    from archscope.inputs import load_input_data
     t = trace(Branchy(), input_data=load_input_data(str(path)))
     assert t.output_shape == [1, 100] and "real data" in t.note
 
@@ -361,7 +361,7 @@ def test_tracer_does_not_import_report():
     import subprocess
     import sys
 
-    code = "import sys, archscope.trace.tracer, archscope.trace.check; print('archscope.report' in sys.modules)"
+    code = "import sys, archscope.analysis.api, archscope.analysis.check, archscope.analysis.memory, archscope.analysis.compare; print('archscope.report' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

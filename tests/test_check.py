@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from archscope.errors import ModelFailure
-from archscope.trace import trace
-from archscope.trace.check import check, parse_sizes, scan_sizes
-from archscope.trace.solver import smallest_side
+from archscope.analysis import trace
+from archscope.analysis.check import check, parse_sizes, scan_sizes
+from archscope.analysis.diagnose.solver import smallest_side
 from conftest import conv_side
 
 # AlexNet's layers as (kernel, stride, padding), conv and pool alike, in order.
@@ -67,7 +67,7 @@ def test_alexnet_at_32_names_the_layer_and_the_smallest_side():
 
 
 def trace_model(name, **kwargs):
-    from archscope.zoo import get_model
+    from archscope.models import get_model
     with torch.device("meta"):
         return get_model(name, **kwargs)
 

@@ -4,8 +4,8 @@ import json
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from archscope.trace.compare import compare
-from archscope.zoo import get_model
+from archscope.analysis.compare import compare
+from archscope.models import get_model
 from test_check import ALEXNET, alexnet_final_side
 
 

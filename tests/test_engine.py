@@ -5,7 +5,7 @@ import pytest
 import torchinfo
 
 from archscope import trace
-from archscope.zoo import get_entry, get_model, list_models
+from archscope.models import get_entry, get_model, list_models
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -14,7 +14,7 @@ def test_param_totals_equal_torchinfos(name, cli):
     assert r.exit_code == 0, r.stderr
     shown = int(re.search(r"Total params: ([\d,]+)", r.stdout).group(1).replace(",", ""))
     assert shown == trace(name).totals.params
-    side = get_entry(name).input_size
+    side = get_entry(name).default_side
     info = torchinfo.summary(get_model(name), input_size=(1, 1, side, side), verbose=0)  # a CPU build of its own
     assert info.total_params == trace(name).totals.params
 

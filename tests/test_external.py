@@ -6,7 +6,7 @@ import torchvision
 
 from archscope import trace
 from archscope.errors import UsageError
-from archscope.zoo import external
+from archscope.models import torchvision as torchvision_source
 
 # Classification models whose published numbers describe another build than the default one,
 # with the reason. Everything else must match torchvision's weights.meta to the digit.
@@ -21,7 +21,7 @@ BUILD_ARGS = {
 def classification_models():
     models = torchvision.models
     names = models.list_models(module=models) + models.list_models(module=models.quantization)
-    return sorted(n for n in names if external.tv_weights(n) is not None)
+    return sorted(n for n in names if torchvision_source.weights(n) is not None)
 
 
 def published(name, side):
@@ -30,7 +30,7 @@ def published(name, side):
         crop = weights.transforms.keywords.get("crop_size")
         if crop == side or crop == [side, side]:
             return weights.meta["num_params"], weights.meta["_ops"]
-    weights = external.tv_weights(name)
+    weights = torchvision_source.weights(name)
     return weights.meta["num_params"], weights.meta["_ops"]
 
 
@@ -62,7 +62,7 @@ def test_segmentation_output_keeps_its_keys():
 def test_builder_that_needs_real_tensors_is_built_on_cpu_with_a_note():
     t = trace("tv:regnet_x_400mf")
     assert "built on CPU" in t.note
-    assert t.totals.params == external.tv_weights("regnet_x_400mf").meta["num_params"]
+    assert t.totals.params == torchvision_source.weights("regnet_x_400mf").meta["num_params"]
 
 
 def test_unknown_names():

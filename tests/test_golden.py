@@ -11,7 +11,7 @@ from rich.console import Console
 
 from archscope import trace
 from archscope.report import render
-from archscope.zoo import list_models
+from archscope.models import list_models
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 UPDATE = os.environ.get("ARCHSCOPE_UPDATE_GOLDEN") == "1"

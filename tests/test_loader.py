@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from archscope.errors import UsageError
-from archscope.loader import load_model, parse_args
-from archscope.trace import trace
+from archscope.models import load_model, parse_args
+from archscope.analysis import trace
 from conftest import SAMPLES
 
 
@@ -44,8 +44,8 @@ def test_file_factory_gets_args_and_builds_on_meta(tmp_path):
 
 
 def test_importable_module_attr():
-    t = trace("archscope.zoo.lenet:lenet", input_size=28)
-    assert t.totals.params == 61706 and t.model == "archscope.zoo.lenet:lenet"
+    t = trace("archscope.models.zoo.lenet:lenet", input_size=28)
+    assert t.totals.params == 61706 and t.model == "archscope.models.zoo.lenet:lenet"
 
 
 @pytest.mark.parametrize("body, spec, message", [

@@ -7,8 +7,8 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 from archscope.errors import UsageError
-from archscope.trace.memory import memory, parse_bytes
-from archscope.zoo import get_entry, get_model
+from archscope.analysis.memory import memory, parse_bytes
+from archscope.models import get_entry, get_model
 
 
 def profiled_peak(fn) -> int:
@@ -27,7 +27,7 @@ def real_step(name, batch):
     """(training peak, inference peak) of a real CPU step, each with what is held before it."""
     torch.manual_seed(0)
     model = get_model(name)
-    side = get_entry(name).input_size
+    side = get_entry(name).default_side
     x = torch.randn(batch, 1, side, side)
     params = sum(p.numel() * 4 for p in model.parameters())
     model.eval()

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from archscope import trace
-from archscope.zoo import get_entry, get_model, list_models
+from archscope.models import get_entry, get_model, list_models
 
 OPTIONS = {"vgg": {"ratio": 8}}
 
@@ -43,9 +43,9 @@ def empirical_extent(model, layer_name, side):
 
 @pytest.mark.parametrize("name", list_models())
 def test_receptive_field_matches_autograd(name):
-    side = get_entry(name).input_size
+    side = get_entry(name).default_side
     t = trace(name, rf=True, depth=2, **OPTIONS.get(name, {}))
-    from archscope.trace.receptive import Field
+    from archscope.analysis.receptive import Field
 
     checked = 0
     for row in t.rows:

@@ -6,7 +6,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from archscope import trace
 from archscope.errors import ModelFailure, UsageError
-from archscope.zoo import get_entry, get_model
+from archscope.models import get_entry, get_model
 from conftest import conv_side
 
 SEEDS = {"alexnet": {}, "vgg": {"ratio": 8}, "nin": {}, "googlenet": {}, "lenet": {}}
@@ -68,7 +68,7 @@ def test_params_match_numel_and_torchinfo(name):
     t = trace(name, **SEEDS[name])
     model = get_model(name, **SEEDS[name])
     assert t.totals.params == sum(p.numel() for p in model.parameters())
-    size = get_entry(name).input_size
+    size = get_entry(name).default_side
     info = torchinfo.summary(model, input_size=(1, 1, size, size), verbose=0)
     assert t.totals.params == info.total_params
     assert t.totals.trainable_params == info.trainable_params
@@ -78,7 +78,7 @@ def test_params_match_numel_and_torchinfo(name):
 def test_flops_match_flop_counter_on_a_real_cpu_forward(name):
     t = trace(name, **SEEDS[name])
     model = get_model(name, **SEEDS[name]).eval()
-    size = get_entry(name).input_size
+    size = get_entry(name).default_side
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.randn(1, 1, size, size))
     assert t.totals.flops == counter.get_total_flops() > 0

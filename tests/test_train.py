@@ -258,7 +258,7 @@ def test_resume_can_extend_a_constant_lr_run_exactly(tmp_path):
 
 
 def test_resume_extends_a_one_cycle_run_along_the_longer_plan(tmp_path):
-    from archscope.train.trainer import get_lr
+    from archscope.train.schedule import get_lr
 
     train(small(tmp_path, epochs=1), console=quiet())  # one-cycle by default
     last = str(tmp_path / "run" / "last.pt")

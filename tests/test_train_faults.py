@@ -15,7 +15,7 @@ from rich.console import Console
 from archscope.errors import TrainingError, UsageError
 from archscope.train import TrainConfig, resume_config, train
 from archscope.train import data as fmnist
-from archscope.train.trainer import get_lr
+from archscope.train.schedule import get_lr
 from conftest import ROOT
 
 if fmnist._file_in(fmnist.Path(fmnist.DEBIAN_DIR), fmnist.FILES["train_images"]) is None and not os.environ.get("ARCHSCOPE_DATA"):

@@ -6,7 +6,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from archscope import trace
-from archscope.zoo import get_entry, get_model, list_models
+from archscope.models import get_entry, get_model, list_models
 
 
 def real_cpu_step_flops(model, x):
@@ -20,7 +20,7 @@ def real_cpu_step_flops(model, x):
 @pytest.mark.parametrize("name", list_models())
 def test_training_step_matches_pytorchs_counter_on_a_real_cpu_step(name):
     options = {"ratio": 8} if name == "vgg" else {}
-    side = get_entry(name).input_size
+    side = get_entry(name).default_side
     t = trace(name, train=True, batch=2, depth=2, **options)
     torch.manual_seed(0)
     expected = real_cpu_step_flops(get_model(name, **options), torch.randn(2, 1, side, side))

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from archscope.errors import UsageError
-from archscope.zoo import get_entry, get_model, list_models, register_model
+from archscope.models import get_entry, get_model, list_models, register_model
 
 
 def conv_params(cin, cout, k):
@@ -22,8 +22,8 @@ def test_registry_lists_the_seed_models_and_the_rest_of_d2l():
     assert list_models() == ["alexnet", "densenet", "googlenet", "lenet", "lenet-bn", "nin", "resnet18", "vgg"]
     assert list_models("vgg*") == ["vgg"]
     assert list_models("*net") == ["alexnet", "densenet", "googlenet", "lenet"]
-    assert get_entry("googlenet").input_size == 96
-    assert get_entry("lenet").input_size == 28
+    assert get_entry("googlenet").default_side == 96
+    assert get_entry("lenet").default_side == 28
     assert get_entry("alexnet").description
 
 
@@ -42,7 +42,7 @@ def test_register_model_adds_an_entry():
     def tiny_for_registry_test(in_channels: int = 1, num_classes: int = 10):
         return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 64, num_classes))
 
-    from archscope.zoo.registry import _REGISTRY
+    from archscope.models.registry import _REGISTRY
 
     try:
         assert list_models("tiny*") == ["tiny_for_registry_test"]
@@ -53,7 +53,7 @@ def test_register_model_adds_an_entry():
 
 
 def test_registry_refuses_a_duplicate_unless_replacing():
-    from archscope.zoo import Recipe, unregister_model
+    from archscope.models import Recipe, unregister_model
 
     def build(**kwargs):  # **kwargs builders are accepted and get every option
         return nn.Linear(kwargs.get("width", 4), 2)
@@ -65,9 +65,9 @@ def test_registry_refuses_a_duplicate_unless_replacing():
         with pytest.raises(UsageError, match="already registered"):
             register_model(input_size=4)(get_entry("lenet").builder)
         register_model(input_size=8, name="dup-test", replace=True, recipe=Recipe(lr=0.25))(build)
-        assert get_entry("dup-test").input_size == 8
+        assert get_entry("dup-test").default_side == 8
         assert count(get_model("dup-test", width=6)) == linear_params(6, 2)
-        from archscope.train.recipes import recipe_for
+        from archscope.models import recipe_for
         assert recipe_for("dup-test").lr == 0.25 and recipe_for("lenet").lr == 0.02
     finally:
         unregister_model("dup-test")
@@ -110,7 +110,7 @@ def test_googlenet_inception_channels_match_the_paper():
 
 def test_models_take_in_channels_and_num_classes():
     for name in list_models():
-        size = get_entry(name).input_size
+        size = get_entry(name).default_side
         with torch.device("meta"):
             net = get_model(name, in_channels=3, num_classes=7)
         assert net(torch.empty(2, 3, size, size, device="meta")).shape == (2, 7)
@@ -120,7 +120,7 @@ def test_zoo_models_flatten_safely_under_channels_last():
     torch.manual_seed(0)
     for name in list_models():
         model = get_model(name, **({"ratio": 8} if name == "vgg" else {})).eval()
-        side = get_entry(name).input_size
+        side = get_entry(name).default_side
         x = torch.randn(2, 1, side, side)
         with torch.no_grad():
             expected = model(x)

@@ -1,4 +1,8 @@
-"""Render traces: rich tables for people, JSON / CSV / Markdown for machines and docs."""
-from archscope.report.formats import FORMATS, render
+"""Render results: rich tables for people, JSON / CSV / Markdown for machines and docs.
 
-__all__ = ["FORMATS", "render"]
+Importing this package registers every renderer and plugs ``render(..., "table")`` into the
+analysis layer's ``Result`` (see ``render.py``)."""
+from archscope.report import check, compare, listing, memory, tables, training  # noqa: F401 - they register
+from archscope.report.render import FORMATS, check_format, render
+
+__all__ = ["FORMATS", "check_format", "render"]

@@ -5,19 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Dict, List
 
-from archscope.trace.records import LayerRow, Trace, shape_text  # noqa: F401 - shape_text is used here and re-exported
-
-
-def human(n: float, unit: str = "") -> str:
-    """1_873_930 → '1.87 M'; small numbers stay exact."""
-    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= factor:
-            return f"{n / factor:.2f} {prefix}{unit}"
-    return f"{int(n)} {unit}".strip()
-
-
-def share(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.1f}%" if whole else "—"
+from archscope.analysis.records import LayerRow, Trace
+from archscope.inputs import shape_text
+from archscope.report.text import human, share
 
 
 @dataclass(frozen=True)
@@ -45,6 +35,8 @@ BYTES = Column("fp32 bytes", lambda r, t: human(4 * r.params, "B"), True)
 FLOPS = Column("FLOPs", lambda r, t: human(r.flops), True)
 MACS = Column("MACs", lambda r, t: human(r.macs), True)
 FLOP_SHARE = Column("% FLOPs", lambda r, t: share(r.flops, t.totals.flops), True)
+
+
 def _rf(key: str):
     def cell(r: LayerRow, t: Trace) -> str:
         if not r.rf:
@@ -65,6 +57,7 @@ VIEWS: Dict[str, List[Column]] = {
     "flops": [NAME, TYPE, FLOPS, MACS, FLOP_SHARE],
     "summary": [NAME, TYPE, OUTPUT, PARAMS, PARAM_SHARE, FLOPS, MACS, FLOP_SHARE],
 }
+
 
 def columns(view: str, t: Trace) -> List[Column]:
     """The view's columns; a training-step trace adds its forward + backward FLOPs after FLOPs."""

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-from typing import List
 
-from archscope.report.columns import human
-from archscope.trace.compare import Comparison
-from archscope.trace.memory import human_bytes
-from archscope.trace.records import shape_text
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from archscope.analysis.compare import Comparison, Comparisons
+from archscope.inputs import shape_text
+from archscope.report.render import renders
+from archscope.report.text import human, human_bytes
 
 TITLES = ("Model", "Input", "Params", "FLOPs", "Train-step FLOPs", "Train memory", "Smallest side",
           "First FC in", "Output RF")
@@ -25,35 +27,41 @@ def _cells(c: Comparison):
             f"{c.first_fc_width:,}" if c.first_fc_width is not None else dash, rf)
 
 
-def render_compare(rows: List[Comparison], fmt: str):
+def _caption(rows: Comparisons) -> str:
     batch = rows[0].batch
-    if fmt == "json":
-        return json.dumps([r.to_dict() for r in rows], indent=2)
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0].to_dict()), lineterminator="\n")
-        writer.writeheader()
-        for r in rows:
-            d = r.to_dict()
-            d["input_shape"] = shape_text(r.input_shape).replace("×", "x")
-            d["output_rf"] = "x".join(map(str, r.output_rf)) if r.output_rf else ""
-            writer.writerow(d)
-        return buf.getvalue()
-    cells = [_cells(r) for r in rows]
-    notes = [f"{r.model}: {r.note}" for r in rows if r.note]
-    caption = f"train-step FLOPs and memory at batch {batch} (Adam); FLOPs per forward pass at batch {batch}"
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(TITLES) + " |", "|---|---|" + "---:|" * (len(TITLES) - 2)]
-        lines += ["| " + " | ".join(c) + " |" for c in cells]
-        lines += ["", f"_{caption}_"] + [f"- {n}" for n in notes]
-        return "\n".join(lines) + "\n"
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
+    return f"train-step FLOPs and memory at batch {batch} (Adam); FLOPs per forward pass at batch {batch}"
 
-    tbl = Table(title="archscope compare", header_style="bold", caption=caption)
+
+def _notes(rows: Comparisons):
+    return [f"{r.model}: {r.note}" for r in rows if r.note]
+
+
+@renders(Comparisons, "csv")
+def compare_csv(rows: Comparisons) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0].to_dict()), lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        d = r.to_dict()
+        d["input_shape"] = shape_text(r.input_shape).replace("×", "x")
+        d["output_rf"] = "x".join(map(str, r.output_rf)) if r.output_rf else ""
+        writer.writerow(d)
+    return buf.getvalue()
+
+
+@renders(Comparisons, "markdown")
+def compare_markdown(rows: Comparisons) -> str:
+    lines = ["| " + " | ".join(TITLES) + " |", "|---|---|" + "---:|" * (len(TITLES) - 2)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    lines += ["", f"_{_caption(rows)}_"] + [f"- {n}" for n in _notes(rows)]
+    return "\n".join(lines) + "\n"
+
+
+@renders(Comparisons, "table")
+def compare_table(rows: Comparisons):
+    tbl = Table(title="archscope compare", header_style="bold", caption=_caption(rows))
     for i, title in enumerate(TITLES):
         tbl.add_column(title, justify="left" if i < 2 else "right")
-    for c in cells:
-        tbl.add_row(*c)
-    return Group(tbl, *(Text(f"note: {n}", style="yellow") for n in notes))
+    for r in rows:
+        tbl.add_row(*_cells(r))
+    return Group(tbl, *(Text(f"note: {n}", style="yellow") for n in _notes(rows)))

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from archscope.trace.memory import MemoryReport, human_bytes
-from archscope.trace.records import shape_text
+from archscope.analysis.memory import MemoryReport
+from archscope.inputs import shape_text
+from archscope.report.render import renders
+from archscope.report.text import human_bytes
 
 
 def _title(r: MemoryReport) -> str:
@@ -25,6 +26,7 @@ def _fit_line(r: MemoryReport) -> str:
     return f"largest batch whose training step fits in {human_bytes(r.fit_budget)}: {r.fit_batch}"
 
 
+@renders(MemoryReport, "table")
 def memory_view(r: MemoryReport):
     tbl = Table(header_style="bold")
     tbl.add_column("Memory")
@@ -41,19 +43,19 @@ def memory_view(r: MemoryReport):
     return Group(*parts)
 
 
-def render_memory(r: MemoryReport, fmt: str):
-    if fmt == "json":
-        return json.dumps(r.to_dict(), indent=2)
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["item", "bytes"])
-        writer.writerows(r.lines())
-        return buf.getvalue()
-    if fmt == "markdown":
-        lines = [f"**{_title(r)}**", "", "| Memory | Bytes | |", "|---|---:|---:|"]
-        lines += [f"| {label} | {value:,} | {human_bytes(value)} |" for label, value in r.lines()]
-        if r.fit_budget is not None:
-            lines += ["", _fit_line(r)]
-        return "\n".join(lines) + "\n"
-    return memory_view(r)
+@renders(MemoryReport, "csv")
+def memory_csv(r: MemoryReport) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["item", "bytes"])
+    writer.writerows(r.lines())
+    return buf.getvalue()
+
+
+@renders(MemoryReport, "markdown")
+def memory_markdown(r: MemoryReport) -> str:
+    lines = [f"**{_title(r)}**", "", "| Memory | Bytes | |", "|---|---:|---:|"]
+    lines += [f"| {label} | {value:,} | {human_bytes(value)} |" for label, value in r.lines()]
+    if r.fit_budget is not None:
+        lines += ["", _fit_line(r)]
+    return "\n".join(lines) + "\n"

@@ -1,16 +1,21 @@
-"""rich tables (terminal and Jupyter)."""
+"""A trace as a rich table (terminal and Jupyter), CSV, Markdown: one set of columns for all."""
 from __future__ import annotations
 
+import csv
 import io
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
-
 from rich.text import Text
 
+from archscope.analysis.records import LayerRow, Trace
+from archscope.inputs import shape_text
 from archscope.report.columns import caption, columns, header, totals_lines, uncounted_line
-from archscope.trace.records import LayerRow, Trace
+from archscope.report.render import renders
+
+CSV_FIELDS = ["name", "type", "depth", "output_shape", "params", "trainable_params", "flops", "macs", "calls", "kind"]
+TRAIN_FIELD = "train_flops"
 
 
 def total_row(t: Trace) -> LayerRow:
@@ -33,6 +38,7 @@ def table(t: Trace, view: str = "summary") -> Table:
     return tbl
 
 
+@renders(Trace, "table")
 def summary_table(t: Trace, view: str = "summary"):
     # Header and convention are lines of their own: a table caption would wrap to the table's width.
     parts = [Text(header(t, view), style="bold"), Text(caption(t), style="dim"), table(t, view)]
@@ -45,13 +51,31 @@ def summary_table(t: Trace, view: str = "summary"):
     return Group(*parts)
 
 
-def html_of(renderable, width: int = 140) -> str:
-    """Any rich renderable as an HTML <pre> block with inline styles (what Jupyter shows)."""
-    console = Console(record=True, width=width, file=io.StringIO(), force_jupyter=False)
-    console.print(renderable)
-    return console.export_html(inline_styles=True, code_format="<pre style=\"font-family:monospace\">{code}</pre>")
+@renders(Trace, "csv")
+def to_csv(t: Trace, view: str = "summary") -> str:
+    buf = io.StringIO()
+    fields = CSV_FIELDS + ([TRAIN_FIELD] if t.totals.train_flops is not None else [])
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in t.rows:
+        d = row.to_dict()
+        d["output_shape"] = shape_text(row.output_shape) if row.output_shape is not None else ""
+        writer.writerow({k: d[k] for k in fields})
+    return buf.getvalue()
 
 
-def to_html(t: Trace, view: str = "summary") -> str:
-    return html_of(summary_table(t, view))
-
+@renders(Trace, "markdown")
+def to_markdown(t: Trace, view: str = "summary") -> str:
+    cols = columns(view, t)
+    lines = [f"**{header(t, view)}**", "", f"_{caption(t)}_", ""]
+    lines.append("| " + " | ".join(c.title for c in cols) + " |")
+    lines.append("|" + "|".join("---:" if c.numeric else "---" for c in cols) + "|")
+    for row in t.rows:
+        cells = [c.cell(row, t).strip().replace("|", "\\|") for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", *(f"- {line}" for line in totals_lines(t))]
+    if t.uncounted_ops:
+        lines.append(f"- {uncounted_line(t)}")
+    if t.note:
+        lines.append(f"- note: {t.note}")
+    return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
+from typing import List
 
 import torch
 
@@ -73,3 +74,31 @@ def reduce(t: torch.Tensor, dist: Dist, op: str = "sum") -> torch.Tensor:
 def shard(idx: torch.Tensor, dist: Dist) -> torch.Tensor:
     """This rank's part of a global batch: every world-th index, from its rank on."""
     return idx[dist.rank::dist.world] if dist.active else idx
+
+
+def torchrun_command(nproc: int, argv: List[str]) -> List[str]:
+    """``archscope train ... --nproc N`` → ``python -m torch.distributed.run --standalone
+    --nproc-per-node N -m archscope train ...`` (the same arguments, without ``--nproc``)."""
+    import sys
+
+    argv = list(argv)
+    i = next(i for i, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc="))
+    del argv[i: i + (1 if "=" in argv[i] else 2)]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+            "-m", "archscope", *argv]
+
+
+def launch(nproc: int, argv: List[str], console) -> int:
+    """Run this training under torchrun with ``nproc`` processes; its exit code."""
+    import subprocess
+
+    from archscope.errors import UsageError
+
+    if nproc < 1:
+        raise UsageError("--nproc must be >= 1")
+    if "WORLD_SIZE" in os.environ:
+        raise UsageError("--nproc launches torchrun itself: leave it out when running under torchrun")
+    command = torchrun_command(nproc, argv)
+    console.print(f"launching: torchrun --standalone --nproc-per-node={nproc} {' '.join(command[6:])}",
+                  highlight=False, markup=False)
+    return subprocess.run(command).returncode

@@ -1,0 +1,99 @@
+"""``trace``: run a model once on a dummy input and record, per layer, what it did.
+
+One real forward call of the whole model, with forward hooks on every module and
+archscope's dispatch-level FLOP counter around it (``run.py``). The hooks keep a stack of the
+modules running (``hooks.py``); the counter charges every op to the innermost one, under the
+name it was called by (its *call path*). By default the model lives on the ``meta`` device:
+shapes, counts and FLOPs need no weights, so even a 10-billion-parameter model traces in
+milliseconds. ``rows.py`` turns the record into rows at a depth.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+from torch import nn
+
+from archscope.analysis.counter import FlopCounter
+from archscope.analysis.diagnose import diagnose
+from archscope.analysis.records import FLOPS_CONVENTION, LayerRow, Totals, Trace
+from archscope.analysis.rows import build_rows
+from archscope.analysis.run import Attempt, attempt, check_device
+from archscope.errors import ModelFailure, UsageError
+from archscope.inputs import InputSize, Inputs, resolve_inputs, shape_of
+from archscope.models import load_model
+
+__all__ = ["FLOPS_CONVENTION", "LayerRow", "Totals", "Trace", "trace"]
+
+
+def trace(
+    model: Any,
+    input_size: InputSize = None,
+    depth: int = 1,
+    device: str = "meta",
+    batch: Optional[int] = None,
+    model_kwargs: Optional[Dict[str, Any]] = None,
+    dtypes: Optional[List[Any]] = None,
+    input_data: Any = None,
+    train: bool = False,
+    rf: bool = False,
+    **kwargs,
+) -> Trace:
+    """Trace a zoo name, ``tv:NAME``, ``timm:NAME``, a ``file.py:factory`` / ``module:attr``
+    spec, or an ``nn.Module``. A module passed in is left exactly as it was.
+
+    >>> t = trace("vgg", ratio=8)
+    >>> t.row("vgg_block_5").output_shape
+    [1, 64, 7, 7]
+
+    ``input_size`` is one shape or a list (one per positional input of ``forward``),
+    ``dtypes`` one dtype per input, ``input_data`` real tensors (a tensor, tuple or dict),
+    as in torchinfo. ``train=True`` also counts one training step: the forward in train
+    mode and a real backward pass (of the sum of the outputs) on the same device, per row
+    in ``train_flops``. ``rf=True`` adds each row's receptive field (``rf``: size, jump,
+    start per spatial axis). Builder options go in ``**kwargs`` or, when one is named like an
+    argument of ``trace`` itself, in ``model_kwargs``.
+    """
+    model_kwargs = {**(model_kwargs or {}), **kwargs}
+    if depth < 1:
+        raise UsageError(f"bad --depth {depth}: it must be >= 1")
+    device = check_device(device)
+    loaded = load_model(model, device=device, **model_kwargs)
+    inputs = resolve_inputs(input_size, loaded.module, loaded.default_input, batch, dtypes, input_data)
+    run = attempt(loaded, inputs, device, FlopCounter(), train=train, rf=rf)
+    if run.error is not None:
+        raise failure(run, inputs, loaded)
+    module, counter = run.module, run.counter
+
+    rows = build_rows(module, run.recorder, counter.by_key, depth, root_label=type(module).__name__,
+                      backward_by_path=counter.backward_by_key)
+    params, trainable = _unique_params(module)
+    return Trace(
+        model=loaded.label,
+        input_shape=inputs.describe(),
+        input_dtypes=inputs.dtype_names(),
+        output_shape=shape_of(run.output),
+        device=run.device,
+        depth=depth,
+        rows=rows,
+        totals=Totals(params, trainable, counter.total,
+                      None if counter.backward_total is None else counter.total + counter.backward_total),
+        options=dict(model_kwargs),
+        note="; ".join(n for n in (loaded.note, run.note) if n) or None,
+        uncounted_ops=counter.uncounted_ops(),
+    )
+
+
+def failure(run: Attempt, inputs: Inputs, loaded) -> ModelFailure:
+    """The one-line error of a forward that raised, with the diagnosis attached."""
+    diagnosis = diagnose(run.module, inputs.shape, run.error, loaded)
+    message = diagnosis.one_line()
+    if run.note:
+        message += f" ({run.note})"
+    return ModelFailure(message, diagnosis)
+
+
+def _unique_params(model: nn.Module) -> Tuple[int, int]:
+    params = list(model.parameters())  # parameters() already yields a shared tensor once
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+
+

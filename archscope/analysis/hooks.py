@@ -1,0 +1,133 @@
+"""Forward hooks that record every module call: call paths, shapes, the stack of running modules."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from archscope.analysis.counter import FlopCounter
+from archscope.analysis.receptive import field_of
+from archscope.inputs import shape_of
+
+
+class Recorder:
+    """Forward hooks on every module: per call path, the number of calls and the last
+    input/output shapes; the stack of modules entered but not left (so a failure can be
+    pinned to a layer); and the counter told which path the ops now belong to.
+
+    A module's call path is its caller's path plus the name the caller knows it by, so a
+    block shared by two stages is ``stage1.block`` when stage1 calls it and
+    ``stage2.block`` when stage2 does; a module called by something that does not hold it
+    keeps its first structural name."""
+
+    def __init__(self, model: nn.Module, counter: Optional[FlopCounter] = None, tag_autograd: bool = False,
+                 fields: bool = False):
+        self.root = model
+        self.fields: Optional[Dict[str, Any]] = {} if fields else None  # path → receptive field of its output
+        self.counter = counter
+        self.tag_autograd = tag_autograd
+        self.node_path: Dict[Any, str] = {}  # autograd node → the call path whose forward created it
+        self.names = {id(m): n for n, m in model.named_modules()}
+        self.calls: Dict[str, int] = {}
+        self.inputs: Dict[str, Any] = {}
+        self.outputs: Dict[str, Any] = {}
+        self.first_seen: Dict[str, int] = {}  # path → index of its first call
+        self.last_seen: Dict[str, int] = {}
+        self.stack: List[Tuple[str, nn.Module, Any]] = []
+        self._relative: Dict[Tuple[int, int], Optional[str]] = {}
+        self._finished = 0  # calls completed so far, to order them
+        self._handles = []
+        for module in dict.fromkeys(m for _, m in model.named_modules()):
+            self._handles.append(module.register_forward_pre_hook(self._pre, with_kwargs=True))
+            self._handles.append(module.register_forward_hook(self._post))
+
+    def _path(self, module: nn.Module) -> str:
+        if not self.stack:
+            return "" if module is self.root else self.names.get(id(module), "")
+        parent_path, parent, _ = self.stack[-1]
+        key = (id(parent), id(module))
+        if key not in self._relative:
+            self._relative[key] = _relative_name(parent, module)
+        rel = self._relative[key]
+        if rel is None:
+            return self.names.get(id(module), "")
+        return f"{parent_path}.{rel}" if parent_path else rel
+
+    def _pre(self, module, args, kwargs):
+        path = self._path(module)
+        self.stack.append((path, module, (args, kwargs)))
+        self.inputs[path] = shape_of(args) if args or not kwargs else shape_of(kwargs)
+        if self.counter is not None:
+            self.counter.attribute_to = path
+
+    def _post(self, module, args, output):
+        path, _, inputs = self.stack.pop()
+        if self.tag_autograd:
+            self._tag(path, output, inputs)
+        self._finished += 1
+        self.first_seen.setdefault(path, self._finished)
+        self.last_seen[path] = self._finished
+        self.calls[path] = self.calls.get(path, 0) + 1
+        self.outputs[path] = shape_of(output)
+        if self.fields is not None:
+            self.fields[path] = field_of(output)
+        if self.counter is not None:
+            self.counter.attribute_to = self.stack[-1][0] if self.stack else None
+
+    def _tag(self, path: str, output, inputs) -> None:
+        """Give this call's path to the autograd nodes its forward created: walk back from the
+        outputs, stopping at the inputs' nodes and at nodes an inner call already claimed."""
+        def nodes(obj):
+            return [t.grad_fn for t in torch.utils._pytree.tree_leaves(obj)
+                    if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+
+        stop = set(nodes(inputs))
+        pending = nodes(output)
+        while pending:
+            node = pending.pop()
+            if node is None or node in self.node_path or node in stop:
+                continue
+            self.node_path[node] = path
+            pending.extend(n for n, _ in node.next_functions)
+
+    def hook_backward(self, loss: torch.Tensor) -> None:
+        """Before each autograd node runs, tell the counter whose it is (None: outside any module)."""
+        seen, pending = set(), [loss.grad_fn]
+        while pending:
+            node = pending.pop()
+            if node is None or node in seen:
+                continue
+            seen.add(node)
+            path = self.node_path.get(node)
+            node.register_prehook(lambda grads, path=path: self._charge(path))
+            pending.extend(n for n, _ in node.next_functions)
+
+    def _charge(self, path):
+        if self.counter is not None:
+            self.counter.attribute_to = path
+
+    def first_and_last_below(self, path: str) -> Tuple[Optional[str], Optional[str]]:
+        """The called paths under ``path`` that ran first and last (for a container's shapes)."""
+        prefix = f"{path}." if path else ""
+        below = [p for p in self.calls if p.startswith(prefix) and p != path]
+        children = [p for p in below if "." not in p[len(prefix):]]
+        below = children or below
+        if not below:
+            return None, None
+        return min(below, key=self.first_seen.__getitem__), max(below, key=self.last_seen.__getitem__)
+
+    def remove(self):
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+
+def _relative_name(parent: nn.Module, child: nn.Module) -> Optional[str]:
+    for name, module in parent._modules.items():  # the common case: a direct child
+        if module is child:
+            return name
+    for name, module in parent.named_modules():
+        if module is child and name:
+            return name
+    return None

@@ -1,0 +1,116 @@
+"""Rows that partition a model at a depth: params and FLOPs add up exactly to the totals.
+
+The tracer gives FLOPs per *call path* (the structural name under which a module was called,
+e.g. ``stage2.block`` for a block shared with ``stage1``): each op is charged to the innermost
+module running. A row's FLOPs are the sum over its own path and every path below it, so rows
+can never be negative and every depth sums to the total. Parameters are structural: a tensor
+reachable from several rows is counted once, in the first row that reaches it.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+from torch import nn
+
+from archscope.analysis.records import LayerRow
+
+OUTSIDE = "(outside any module)"
+
+
+def _depth(name: str) -> int:
+    return 0 if name == "" else name.count(".") + 1
+
+
+def _inclusive(by_path: Dict) -> Dict[str, int]:
+    """A path's FLOPs plus those of every path below it."""
+    inclusive: Dict[str, int] = {}
+    for path, flops in by_path.items():
+        if path is None:
+            continue
+        parts = path.split(".") if path else []
+        for i in range(len(parts) + 1):
+            prefix = ".".join(parts[:i])
+            inclusive[prefix] = inclusive.get(prefix, 0) + flops
+    return inclusive
+
+
+def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_label: str,
+               backward_by_path: Optional[Dict] = None) -> List[LayerRow]:
+    """``backward_by_path`` (a training-step trace) adds ``train_flops`` = forward + backward to each row."""
+    # Every structural path, shared modules included under each of their names.
+    modules: Dict[str, nn.Module] = dict(model.named_modules(remove_duplicate=False))
+    kids: Dict[str, List[str]] = {name: [] for name in modules}
+    for name in modules:
+        if name:
+            parent = name.rpartition(".")[0]
+            kids[parent].append(name)
+
+    inclusive = _inclusive(flops_by_path)
+    backward = None if backward_by_path is None else _inclusive(backward_by_path)
+
+    def field(path):
+        if rec.fields is None:
+            return None
+        f = rec.fields.get(path)
+        return f.to_dict() if f is not None else {}
+
+    def train(name: str, own: bool = False) -> Optional[int]:
+        if backward is None:
+            return None
+        if own:
+            return flops_by_path.get(name, 0) + backward_by_path.get(name, 0)
+        return inclusive.get(name, 0) + backward.get(name, 0)
+
+    seen_params: set = set()
+
+    def count(params) -> Tuple[int, int]:
+        total = trainable = 0
+        for p in params:
+            if id(p) in seen_params:
+                continue  # a shared parameter is counted once, where it first appears
+            seen_params.add(id(p))
+            total += p.numel()
+            trainable += p.numel() if p.requires_grad else 0
+        return total, trainable
+
+    rows: List[LayerRow] = []
+
+    def visit(name: str):
+        module = modules[name]
+        is_row = _depth(name) == depth or (not kids[name] and (name != "" or not rows))
+        if is_row:
+            params, trainable = count(module.parameters())
+            calls = rec.calls.get(name, 0)
+            kind, inp, out = "module", rec.inputs.get(name), rec.outputs.get(name)
+            last = None
+            if calls == 0:
+                first, last = rec.first_and_last_below(name)
+                if first is not None:  # a ModuleList/ModuleDict: its children were called
+                    kind, inp, out = "container", rec.inputs.get(first), rec.outputs.get(last)
+            rows.append(LayerRow(
+                name=name or root_label, type=type(module).__name__, depth=_depth(name),
+                output_shape=out, input_shape=inp, params=params, trainable_params=trainable,
+                flops=inclusive.get(name, 0), calls=calls, kind=kind, train_flops=train(name),
+                rf=field(last if kind == "container" else name),
+            ))
+            return
+        for child in kids[name]:
+            visit(child)
+        # What this parent did outside its children: its own forward's ops, its own parameters.
+        own_flops = flops_by_path.get(name, 0)
+        own_train = train(name, own=True)
+        params, trainable = count(module.parameters(recurse=False))
+        if own_flops or params or own_train:
+            rows.append(LayerRow(
+                name=f"{name or root_label} (self)", type=type(module).__name__, depth=_depth(name),
+                output_shape=rec.outputs.get(name), input_shape=rec.inputs.get(name),
+                params=params, trainable_params=trainable, flops=own_flops,
+                calls=rec.calls.get(name, 0), kind="self", train_flops=own_train,
+            ))
+
+    visit("")
+    outside = flops_by_path.get(None, 0)
+    outside_train = None if backward is None else outside + backward_by_path.get(None, 0)
+    if outside or outside_train:
+        rows.append(LayerRow(OUTSIDE, "-", 0, None, None, 0, 0, outside, 0, kind="other", train_flops=outside_train))
+    return rows

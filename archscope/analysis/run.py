@@ -1,0 +1,181 @@
+"""One hooked forward of a model, and the fallback policy around it.
+
+``attempt`` runs once on the requested device; when the meta device itself is the obstacle
+(data-dependent code) it runs again on CPU, on a copy or a rebuild, and says so. ``forward``
+is that one call: hooks on, the FLOP counter (and receptive fields) around it, in eval or
+train mode, and for a training step the backward pass too.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from archscope.analysis.counter import FlopCounter
+from archscope.analysis.hooks import Recorder
+from archscope.analysis.receptive import ReceptiveFields, mark_input
+from archscope.errors import UsageError, first_line, is_meta_limitation
+from archscope.inputs import Inputs
+from archscope.quiet import library_warnings_silenced
+
+
+def check_device(device: str) -> str:
+    device = str(device).lower()
+    if device not in ("meta", "cpu") and not device.startswith("cuda"):
+        raise UsageError(f"unknown --device '{device}': use meta, cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but no CUDA GPU is available: use --device meta or cpu")
+    return device
+
+
+# --------------------------------------------------------------------------- one attempt, with fallback
+
+@dataclass
+class Attempt:
+    """One forward of a loaded model: its output and hooks' record, or the error it raised."""
+
+    module: nn.Module
+    device: str
+    recorder: Optional[Recorder]
+    output: Any = None
+    error: Optional[BaseException] = None
+    note: Optional[str] = None
+    counter: Optional[FlopCounter] = None
+
+
+def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] = None, train: bool = False,
+            rf: bool = False) -> Attempt:
+    """Run once on ``device``; if the meta device itself is the obstacle (data-dependent
+    code), run again on CPU with real weights, on a copy, and say so in ``note``.
+
+    A user's own object is never run on a real device: a copy is (buffers a forward
+    updates, hooks' side effects and modes stay as they were on the original)."""
+    module = loaded.module
+    values = "the input was real data (--input-data)" if inputs.real else \
+        "the input was all zeros, so data-dependent branches followed zeros (give real inputs with --input-data)"
+    if device == "meta" and loaded.rebuild is None and _has_lazy_parameters(module):
+        # Uninitialised lazy parameters have no shape to stand in for on meta: a copy runs on CPU.
+        note = f"the model has uninitialised lazy parameters; a copy of it was traced on CPU; {values}"
+        return _run(lambda: _copy(module, "cpu"), inputs, "cpu", counter, note, train, rf)
+    if device != "meta":
+        note = None if loaded.rebuild is not None else f"a copy of the model ran on {device}"
+        note = f"{note}; {values}" if note else values
+        return _run(lambda: module if loaded.rebuild is not None else _copy(module, device), inputs, device, counter,
+                    note, train, rf)
+
+    run = _run(lambda: module, inputs, "meta", counter, None, train, rf)
+    if run.error is None or not is_meta_limitation(run.error):
+        return run
+    why = first_line(run.error)
+    if loaded.rebuild is not None:
+        note = f"this model cannot run on the meta device ({why}); rebuilt and traced on CPU with random weights; {values}"
+        return _run(lambda: loaded.rebuild("cpu"), inputs, "cpu", FlopCounter() if counter else None, note, train, rf)
+    note = f"this model cannot run on the meta device ({why}); a copy was traced on CPU with its weights; {values}"
+    return _run(lambda: _copy(module, "cpu"), inputs, "cpu", FlopCounter() if counter else None, note, train, rf)
+
+
+def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = False, rf: bool = False) -> Attempt:
+    try:
+        module = get_module()
+    except UsageError:
+        raise
+    except Exception as error:  # noqa: BLE001 - building or copying the model failed
+        raise UsageError(f"could not prepare the model for {device}: {type(error).__name__}: {first_line(error)}") from error
+    try:
+        args, kwargs = inputs.make(device)
+    except RuntimeError as error:  # e.g. an input too large to allocate
+        raise UsageError(f"could not allocate the input on {device}: {first_line(error)}") from error
+    try:
+        out, rec = forward(module, args, kwargs, device, counter, train=train, rf=rf)
+        return Attempt(module, device, rec, out, note=note, counter=counter)
+    except Exception as error:  # noqa: BLE001 - reported to the caller
+        return Attempt(module, device, getattr(error, "__archscope_recorder__", None), error=error,
+                       note=note, counter=counter)
+
+
+def _copy(module: nn.Module, device: str) -> nn.Module:
+    try:
+        return copy.deepcopy(module).to(device)
+    except Exception as error:  # noqa: BLE001
+        raise UsageError(f"the model could not be copied to run it on {device} "
+                         f"({type(error).__name__}: {first_line(error)}): trace it on --device meta") from error
+
+
+def _has_lazy_parameters(model: nn.Module) -> bool:
+    return any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters())
+
+
+# --------------------------------------------------------------------------- one hooked forward
+
+def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: Optional[FlopCounter] = None,
+            train: bool = False, rf: bool = False):
+    """One forward call with hooks, in eval mode and without autograd; with ``train``, in
+    train mode followed by a backward pass of the sum of the outputs (the counter keeps
+    its FLOPs apart). On ``meta``, a model with real tensors (or any model, with ``train``:
+    its parameters must not collect gradients) runs through ``functional_call`` with meta
+    stand-ins, so nothing of it changes. Returns ``(output, recorder)``; on failure the
+    recorder rides on the exception as ``__archscope_recorder__`` (the diagnosis reads its stack)."""
+    recorder = Recorder(model, counter, tag_autograd=train, fields=rf)
+    mode = running_mode(model, train)
+    grad = torch.enable_grad() if train else torch.no_grad()
+    fields = contextlib.nullcontext()
+    if rf:
+        for x in list(args) + list(kwargs.values()):
+            mark_input(x)
+        fields = ReceptiveFields()
+    try:
+        with mode, grad, library_warnings_silenced(), (counter or contextlib.nullcontext()), fields:
+            if device == "meta" and (train or any(t.device.type != "meta" for _, t in _named_tensors(model))):
+                stand_ins = {n: torch.empty_like(t, device="meta").requires_grad_(t.requires_grad)
+                             for n, t in _named_tensors(model)}
+                out = torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
+            else:
+                out = model(*args, **kwargs)
+            if train:
+                _backward(out, recorder, counter)
+        return out, recorder
+    except BaseException as error:
+        error.__archscope_recorder__ = recorder
+        raise
+    finally:
+        recorder.remove()
+
+
+def _backward(out, recorder: Recorder, counter: Optional[FlopCounter]) -> None:
+    """Backward of the sum of every output that needs a gradient; each autograd node's ops
+    are charged to the module call that created it (the recorder tagged them)."""
+    leaves = [t for t in torch.utils._pytree.tree_leaves(out)
+              if isinstance(t, torch.Tensor) and t.requires_grad and t.is_floating_point()]
+    if not leaves:
+        raise UsageError("a training step needs an output that depends on trainable parameters; this model has none")
+    loss = sum(t.sum() for t in leaves)  # sums are reductions: no FLOPs by the convention
+    recorder.hook_backward(loss)
+    if counter is not None:
+        counter.attribute_to = None
+        counter.begin_backward()
+    loss.backward()
+    if counter is not None:
+        counter.end_backward()
+
+
+@contextlib.contextmanager
+def running_mode(model: nn.Module, training: bool):
+    """Run in train mode (dropout, BatchNorm batch statistics, auxiliary heads) or eval mode,
+    then restore every module's own training flag exactly."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.train(training)
+    try:
+        yield
+    finally:
+        for m, flag in modes:
+            m.training = flag
+
+
+def _named_tensors(model: nn.Module):
+    # Tied tensors appear once; functional_call(tie_weights=True) maps them to every use.
+    yield from model.named_parameters()
+    yield from model.named_buffers()

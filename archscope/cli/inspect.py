@@ -1,0 +1,128 @@
+"""The inspection commands: shapes, params, flops, summary, check, memory, compare, list.
+Each parses, calls the library, renders."""
+from __future__ import annotations
+
+from typing import Annotated, List, Optional
+
+import typer
+
+from archscope.cli.app import app, emit, run
+from archscope.cli.options import (BATCH, BATCH_1, BUILD, DEPTH, DEVICE, FORMAT, INPUT, INPUT_DATA, MODEL, Opt,
+                                   command, flag, input_options, model_kwargs)
+from archscope.errors import UsageError
+
+VIEW_OPTIONS = [
+    flag("--train", "Also count one training step: forward in train mode + a real backward pass."),
+    flag("--rf", "Receptive field of each row's output: size and jump (stride product)."),
+    Opt("engine", Annotated[str, typer.Option(
+        "--engine", help="summary only: archscope | torchinfo (torchinfo's own summary of the same model and input).")],
+        "archscope"),
+]
+VIEWS = {
+    "shapes": "Output shape of every layer for one input.",
+    "params": "Parameters per layer: trainable/frozen, share of total, bytes at float32.",
+    "flops": "FLOPs and MACs per layer, share of total (one forward pass).",
+    "summary": "All columns, plus a totals panel.",
+}
+
+
+def _view_command(view: str, doc: str) -> None:
+    def body(o):
+        from archscope.analysis import trace
+        from archscope.report import check_format, render
+
+        check_format(o["fmt"])
+        if o["engine"] != "archscope":
+            return _torchinfo(view, o)
+        t = trace(o["model"], depth=o["depth"], device=o["device"], batch=o["batch"], model_kwargs=model_kwargs(o),
+                  train=o["train"], rf=o["rf"], **input_options(o))
+        emit(render(t, o["fmt"], view=view))
+
+    body.__doc__, body.__name__ = doc, view
+    command(app, view, MODEL, INPUT, INPUT_DATA, BATCH, DEPTH, BUILD, FORMAT, DEVICE, VIEW_OPTIONS, run=run)(body)
+
+
+def _torchinfo(view: str, o) -> None:
+    if o["engine"] != "torchinfo":
+        raise UsageError(f"unknown --engine '{o['engine']}': use archscope or torchinfo")
+    if view != "summary":
+        raise UsageError("--engine torchinfo applies to 'archscope summary' only")
+    from archscope.analysis.engines import torchinfo_summary
+
+    emit(torchinfo_summary(o["model"], depth=o["depth"], batch=o["batch"], model_kwargs=model_kwargs(o),
+                           **input_options(o)))
+
+
+for _view, _doc in VIEWS.items():
+    _view_command(_view, _doc)
+
+
+SIZES = [Opt("sizes", Annotated[Optional[str], typer.Option(
+    "--sizes", help="Also scan square sides A..B, e.g. 32..512.", show_default=False)], None)]
+
+
+@command(app, "check", MODEL, INPUT, INPUT_DATA, BATCH, SIZES, BUILD, FORMAT, DEVICE, run=run)
+def check_(o):
+    """Check that every Linear gets its in_features (and every conv its in_channels); explain a failure.
+
+    Exit 0 when every check holds, 1 when any fails.
+    """
+    from archscope.analysis.check import check, parse_sizes
+    from archscope.report import check_format, render
+
+    check_format(o["fmt"])
+    span = parse_sizes(o["sizes"]) if o["sizes"] is not None else None
+    report = check(o["model"], batch=o["batch"], device=o["device"], sizes=span, model_kwargs=model_kwargs(o),
+                   **input_options(o))
+    emit(render(report, o["fmt"]))
+    return 0 if report.ok else 1
+
+
+MEMORY_OPTIONS = [
+    Opt("optimizer", Annotated[str, typer.Option(
+        help="adam | adamw | sgd | sgd-momentum: how much state per parameter.")], "adam"),
+    flag("--amp", "bf16 autocast: inputs of convs/matmuls saved at 2 bytes."),
+    Opt("fit", Annotated[Optional[str], typer.Option(
+        "--fit", help="A memory budget, e.g. 16GiB: print the largest batch that fits.", show_default=False)], None),
+]
+
+
+@command(app, "memory", MODEL, BATCH_1, MEMORY_OPTIONS, INPUT, BUILD, FORMAT, run=run)
+def memory_(o):
+    """Memory of inference and of one training step: parameters, gradients, optimizer state, activations."""
+    from archscope.analysis.memory import memory
+    from archscope.report import check_format, render
+
+    check_format(o["fmt"])
+    report = memory(o["model"], batch=o["batch"], optimizer=o["optimizer"], amp=o["amp"],
+                    input_size=input_options(o)["input_size"], fit=o["fit"], model_kwargs=model_kwargs(o))
+    emit(render(report, o["fmt"]))
+
+
+MODELS = [Opt("models", Annotated[List[str], typer.Argument(
+    help="One or more models: zoo names, tv:NAME, timm:NAME, file.py:factory.", show_default=False)])]
+BATCH_FLOPS = [Opt("batch", Annotated[int, typer.Option("--batch", "-b", help="Batch size for FLOPs and memory.")], 1)]
+
+
+@command(app, "compare", MODELS, BATCH_FLOPS, BUILD, FORMAT, run=run)
+def compare_(o):
+    """Models side by side: params, FLOPs, training-step FLOPs and memory, smallest side, first FC width, receptive field."""
+    from archscope.analysis.compare import compare
+    from archscope.report import check_format, render
+
+    check_format(o["fmt"])
+    emit(render(compare(o["models"], batch=o["batch"], model_kwargs=model_kwargs(o)), o["fmt"]))
+
+
+PATTERN = [Opt("pattern", Annotated[str, typer.Argument(
+    help="Shell-style pattern, e.g. 'vgg*'; tv: or 'tv:res*' for torchvision, 'timm:*vit*' for timm.")], "*")]
+
+
+@command(app, "list", PATTERN, FORMAT, run=run)
+def list_(o):
+    """The model zoo (or torchvision's / timm's models): name, default input, params, FLOPs, description."""
+    from archscope.analysis.listing import list_rows
+    from archscope.report import check_format, render
+
+    check_format(o["fmt"])
+    emit(render(list_rows(o["pattern"]), o["fmt"]))

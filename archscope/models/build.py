@@ -1,0 +1,66 @@
+"""What every model source returns (``Loaded``), and the one way a builder is run.
+
+A builder is called inside ``torch.device(device)`` so its parameters land on the requested
+device (``meta``: no memory). A builder that cannot run on meta (``.tolist()`` on a tensor
+while building) is built again on CPU, with a note saying so.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Tuple, Type
+
+import torch
+from torch import nn
+
+from archscope.errors import UsageError, first_line, is_meta_limitation
+from archscope.quiet import library_warnings_silenced
+
+
+@dataclass
+class Loaded:
+    module: nn.Module
+    label: str
+    # The model's default input: a square side (int), a full shape (tuple), or ready-made
+    # ``archscope.inputs.Inputs`` (e.g. a detection model's list of images); None if unknown.
+    default_input: Any
+    rebuild: Optional[Callable[[str], nn.Module]]  # build again on another device
+    note: Optional[str] = None  # e.g. "built on CPU: the builder cannot run on meta"
+
+    @property
+    def default_side(self) -> Optional[int]:
+        """The default square side, when the default input is one."""
+        return self.default_input if isinstance(self.default_input, int) else None
+
+
+def guarded(label: str, kwargs: Dict[str, Any], make: Callable[[], nn.Module],
+            catch: Tuple[Type[BaseException], ...] = (TypeError, ValueError, RuntimeError)):
+    """``build(device)``: ``make()`` under ``torch.device(device)``; an exception of ``catch``
+    (a bad option, a shape the builder refuses) becomes one usage line naming the options."""
+
+    def build(device: str) -> nn.Module:
+        with torch.device(device):
+            try:
+                return make()
+            except catch as error:
+                raise UsageError(f"cannot build {label} with {options_text(kwargs)}: {first_line(error)}") from error
+
+    return build
+
+
+def build_on(device: str, build: Callable[[str], nn.Module], label: str) -> Tuple[nn.Module, Optional[str]]:
+    """Build on ``device``; if the builder itself cannot run on meta, build on CPU instead.
+    Returns ``(module, note)``."""
+    try:
+        with library_warnings_silenced():
+            return build(device), None
+    except Exception as error:  # noqa: BLE001 - only a meta limitation is retried; the rest is re-raised
+        cause = error.__cause__ if isinstance(error, UsageError) and error.__cause__ is not None else error
+        if device != "meta" or not is_meta_limitation(cause):
+            raise
+        note = f"{label}'s builder cannot run on the meta device ({first_line(cause)}), so it was built on CPU"
+        with library_warnings_silenced():
+            return build("cpu"), note
+
+
+def options_text(kwargs: Dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no options"

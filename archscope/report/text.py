@@ -1,0 +1,29 @@
+"""How numbers read: one place for the prefixes and units every renderer uses."""
+from __future__ import annotations
+
+
+def human(n: float, unit: str = "") -> str:
+    """1_873_930 → '1.87 M'; small numbers stay exact."""
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= factor:
+            return f"{n / factor:.2f} {prefix}{unit}"
+    return f"{int(n)} {unit}".strip()
+
+
+def human_bytes(n: float) -> str:
+    """Bytes in IEC units: 187058984 → '178.39 MiB'."""
+    for unit, factor in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if abs(n) >= factor:
+            return f"{n / factor:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+def share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "—"
+
+
+def ranges_text(pairs) -> str:
+    """[[3, 5], [9, 9]] → '3..5, 9'."""
+    if not pairs:
+        return "none"
+    return ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in pairs)
