@@ -11,7 +11,9 @@ from __future__ import annotations
 import warnings
 from contextlib import contextmanager
 
-LIBRARIES = r"(torch|torchvision|torchinfo|timm|transformers)(\.|$)"
+# torch.nn.modules.module is left out: a warning a model's own forward raises with stacklevel=2
+# is attributed to it (the frame that called forward), and that one is the user's to see.
+LIBRARIES = r"(?!torch\.nn\.modules\.module$)(torch|torchvision|torchinfo|timm|transformers)(\.|$)"
 CATEGORIES = (UserWarning, FutureWarning, DeprecationWarning)
 
 

@@ -45,8 +45,8 @@ def median_seconds(fn, repeats: int) -> float:
 def archscope_summary():
     from rich.console import Console
 
-    from archscope.report import render
     from archscope.analysis import trace
+    from archscope.report import render
 
     Console(file=io.StringIO(), width=160).print(render(trace("vgg"), "table", "summary"))
 
@@ -81,8 +81,9 @@ def compare_on_meta(repeats: int):
 
     print(f"Prebuilt meta model, median of {repeats}: archscope trace (with FLOPs) vs torchinfo.summary (without)")
     for label, model, shape in meta_models():
-        ours = median_seconds(lambda: trace(model, input_size=shape), repeats)
-        theirs = median_seconds(lambda: torchinfo.summary(model, input_size=shape, device="meta", verbose=0), repeats)
+        ours = median_seconds(lambda m=model, s=shape: trace(m, input_size=s), repeats)
+        theirs = median_seconds(lambda m=model, s=shape: torchinfo.summary(m, input_size=s, device="meta", verbose=0),
+                                repeats)
         print(f"  {label:18s} archscope {ours * 1000:7.1f} ms   torchinfo {theirs * 1000:7.1f} ms   "
               f"ratio {theirs / ours:.2f}x (goal >= 1)")
 

@@ -15,8 +15,8 @@ import warnings
 
 
 def sweep(source: str, pattern: str):
-    from archscope.errors import first_line
     from archscope.analysis import trace
+    from archscope.errors import first_line
     from archscope.models import resolve
 
     names = resolve.library_names(source, pattern)

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 def main():
     warnings.simplefilter("ignore")
-    from test_external import BUILD_ARGS, classification_models, published
+    from models import BUILD_ARGS, classification_models, published
 
     from archscope.analysis import trace
 

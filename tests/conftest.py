@@ -1,3 +1,4 @@
+import io
 import os
 import subprocess
 import sys
@@ -9,9 +10,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(ROOT, "samples")
 
 
-def conv_side(side, kernel, stride=1, padding=0):
-    """The conv/pool output side, written out here independently of archscope."""
-    return (side + 2 * padding - kernel) // stride + 1
+def quiet_console():
+    """A rich console that prints into a string: training's output, kept off the test log."""
+    from rich.console import Console
+
+    return Console(file=io.StringIO())
+
+
+def one_line(stderr):
+    """The single non-empty line of an error on stderr; no traceback."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def skip_without_fashion_mnist():
+    """Skip the calling test module when the real Fashion-MNIST is not installed."""
+    from archscope.train import data
+
+    if data._file_in(data.Path(data.DEBIAN_DIR), data.FILES["train_images"]) is None \
+            and not os.environ.get("ARCHSCOPE_DATA"):
+        pytest.skip("Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist (.ci/run does)",
+                    allow_module_level=True)
 
 
 class Result:

@@ -6,18 +6,14 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from models import BLOCK_FLOPS, BLOCK_PARAMS, Block, SharedStages, linear_flops
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from archscope import trace
 from archscope.errors import ModelFailure
 
-
-def linear_flops(tokens, fan_in, fan_out):
-    return 2 * tokens * fan_in * fan_out
-
-
-# --------------------------------------------------------------------------- 2. input specs
+# --------------------------------------------------------------------------- input specs
 
 class TwoInputs(nn.Module):
     def __init__(self):
@@ -90,20 +86,7 @@ def test_dict_outputs_keep_their_keys():
     assert json.loads(json.dumps(t.to_dict()))["output_shape"]["out"] == [1, 4, 8, 8]
 
 
-# --------------------------------------------------------------------------- 3. rows partition
-
-class Block(nn.Module):
-    def __init__(self, width=16):
-        super().__init__()
-        self.fc = nn.Linear(width, width)
-
-    def forward(self, x):
-        return torch.relu(self.fc(x))
-
-
-BLOCK_FLOPS = linear_flops(1, 16, 16)  # one call of Block on a 1×16 input
-BLOCK_PARAMS = 16 * 16 + 16
-
+# --------------------------------------------------------------------------- rows partition
 
 def assert_partition(model, input_size, depths=(1, 2, 3)):
     for depth in depths:
@@ -130,22 +113,6 @@ def test_module_list_row_is_its_childrens_calls():
     assert row.flops == 3 * BLOCK_FLOPS and row.params == 3 * BLOCK_PARAMS
     assert row.input_shape == [1, 16] and row.output_shape == [1, 16]
     assert_partition(Stack(), (1, 16))
-
-
-class SharedStages(nn.Module):
-    """One block held by two stages; each stage calls it once, then its own head."""
-
-    def __init__(self):
-        super().__init__()
-        shared = Block()
-        self.stage1 = nn.Sequential()
-        self.stage1.add_module("block", shared)
-        self.stage2 = nn.Sequential()
-        self.stage2.add_module("block", shared)
-        self.stage2.add_module("head", nn.Linear(16, 4))
-
-    def forward(self, x):
-        return self.stage2(self.stage1(x))
 
 
 def test_block_shared_by_two_stages_is_charged_to_each_caller():
@@ -206,7 +173,7 @@ def test_grandparent_calling_a_grandchild_directly_never_goes_negative():
     assert_partition(Reach(), (1, 16))
 
 
-# --------------------------------------------------------------------------- 4. FLOPs anywhere
+# --------------------------------------------------------------------------- FLOPs anywhere
 
 def mha_flops(batch, length, embed):
     return 2 * batch * 3 * length * embed * embed + 4 * batch * length * length * embed + \
@@ -283,7 +250,7 @@ def test_cnn_has_nothing_uncounted_and_matches_pytorchs_counter():
     assert t.totals.flops == counter.get_total_flops() and t.uncounted_ops == {}
 
 
-# --------------------------------------------------------------------------- 5. untouched model
+# --------------------------------------------------------------------------- untouched model
 
 class Counting(nn.Module):
     def __init__(self):
@@ -355,7 +322,7 @@ def test_errors_inside_the_fallback_are_one_line():
     assert "\n" not in str(info.value) and "CPU" in str(info.value)
 
 
-# --------------------------------------------------------------------------- 10. tidy
+# --------------------------------------------------------------------------- tidy
 
 def test_tracer_does_not_import_report():
     import subprocess
@@ -366,7 +333,7 @@ def test_tracer_does_not_import_report():
     assert out.strip() == "False"
 
 
-# --------------------------------------------------------------------------- 1. builders that need CPU
+# --------------------------------------------------------------------------- builders that need CPU
 
 def test_user_factory_that_cannot_build_on_meta_is_built_on_cpu(tmp_path):
     path = tmp_path / "widths.py"

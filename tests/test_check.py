@@ -5,26 +5,12 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from models import ALEXNET, alexnet_final_side, conv_side
 from torch import nn
 
-from archscope.errors import ModelFailure
-from archscope.analysis import trace
 from archscope.analysis.check import check, parse_sizes, scan_sizes
 from archscope.analysis.diagnose.solver import smallest_side
-from conftest import conv_side
-
-# AlexNet's layers as (kernel, stride, padding), conv and pool alike, in order.
-ALEXNET = [(11, 4, 0),  # the seed: no padding in the first conv
-           (3, 2, 0), (5, 1, 2), (3, 2, 0), (3, 1, 1), (3, 1, 1), (3, 1, 1), (3, 2, 0)]
-
-
-def alexnet_final_side(side):
-    """The side after AlexNet's conv part, or None when it falls below 1 on the way."""
-    for k, s, p in ALEXNET:
-        if side + 2 * p < k:
-            return None
-        side = conv_side(side, k, s, p)
-    return side
+from archscope.errors import UsageError
 
 
 def test_seed_checks_hold():
@@ -132,7 +118,7 @@ def test_check_sizes_cli(cli):
 def test_bad_sizes(cli, text):
     r = cli("check", "alexnet", "--sizes", text)
     assert r.exit_code == 2 and "malformed --sizes" in r.stderr
-    with pytest.raises(Exception):
+    with pytest.raises(UsageError, match="malformed --sizes"):
         parse_sizes(text)
 
 

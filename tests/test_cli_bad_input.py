@@ -3,15 +3,7 @@ import os
 import shutil
 
 import pytest
-
-from conftest import SAMPLES, run_cli
-
-
-def one_line(stderr):
-    lines = [l for l in stderr.splitlines() if l.strip()]
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    return lines[0]
+from conftest import SAMPLES, one_line, run_cli
 
 
 def test_typer_parse_errors_are_one_line_exit_2():

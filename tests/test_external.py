@@ -2,36 +2,11 @@
 import sys
 
 import pytest
-import torchvision
+from models import BUILD_ARGS, classification_models, published
 
 from archscope import trace
 from archscope.errors import UsageError
 from archscope.models import torchvision as torchvision_source
-
-# Classification models whose published numbers describe another build than the default one,
-# with the reason. Everything else must match torchvision's weights.meta to the digit.
-BUILD_ARGS = {
-    # The pretrained GoogLeNets are built with aux_logits=False: num_params leaves the two
-    # auxiliary heads out (6,624,904 against 13,004,888 with them).
-    "googlenet": {"aux_logits": False},
-    "quantized_googlenet": {"aux_logits": False},
-}
-
-
-def classification_models():
-    models = torchvision.models
-    names = models.list_models(module=models) + models.list_models(module=models.quantization)
-    return sorted(n for n in names if torchvision_source.weights(n) is not None)
-
-
-def published(name, side):
-    """(num_params, _ops) of the weights whose crop size matches the traced input."""
-    for weights in torchvision.models.get_model_weights(name):
-        crop = weights.transforms.keywords.get("crop_size")
-        if crop == side or crop == [side, side]:
-            return weights.meta["num_params"], weights.meta["_ops"]
-    weights = torchvision_source.weights(name)
-    return weights.meta["num_params"], weights.meta["_ops"]
 
 
 @pytest.mark.parametrize("name", classification_models())

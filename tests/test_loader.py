@@ -3,12 +3,11 @@ import os
 import textwrap
 
 import pytest
-import torch
+from conftest import SAMPLES
 
+from archscope.analysis import trace
 from archscope.errors import UsageError
 from archscope.models import load_model, parse_args
-from archscope.analysis import trace
-from conftest import SAMPLES
 
 
 def write(tmp_path, name, body):

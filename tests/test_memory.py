@@ -6,8 +6,8 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from archscope.errors import UsageError
 from archscope.analysis.memory import memory, parse_bytes
+from archscope.errors import UsageError
 from archscope.models import get_entry, get_model
 
 

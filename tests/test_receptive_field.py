@@ -14,7 +14,7 @@ def geometric_copy(model):
     """The same geometry with gradients everywhere in the field: max-pools (whose gradient goes to
     one pixel per window) become average pools of the same kernel/stride/padding, and every
     parameter is positive, so with a positive input no ReLU is ever off."""
-    for name, module in list(model.named_modules()):
+    for _, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.MaxPool2d):
                 setattr(module, child_name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding,

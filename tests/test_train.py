@@ -10,20 +10,13 @@ import time
 
 import pytest
 import torch
-from rich.console import Console
+from conftest import ROOT, quiet_console, skip_without_fashion_mnist
 
 from archscope.errors import TrainingError, UsageError
 from archscope.train import TrainConfig, resume_config, train
 from archscope.train import data as fmnist
-from conftest import ROOT, run_cli
 
-if fmnist._file_in(fmnist.Path(fmnist.DEBIAN_DIR), fmnist.FILES["train_images"]) is None and not os.environ.get("ARCHSCOPE_DATA"):
-    pytest.skip("Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist (.ci/run does)",
-                allow_module_level=True)
-
-
-def quiet():
-    return Console(file=io.StringIO())
+skip_without_fashion_mnist()
 
 
 def small(tmp_path, **kwargs):
@@ -99,7 +92,7 @@ def test_damaged_files_are_named(tmp_path, cli, damage, message):
 # --------------------------------------------------------------------------- training
 
 def test_lenet_three_epochs_reach_084(tmp_path):
-    result = train(TrainConfig("lenet", epochs=3, out=str(tmp_path / "run")), console=quiet())
+    result = train(TrainConfig("lenet", epochs=3, out=str(tmp_path / "run")), console=quiet_console())
     accs = [h["test_acc"] for h in result.history]
     assert accs[-1] >= 0.84, accs
     lines = [json.loads(l) for l in open(tmp_path / "run" / "metrics.jsonl")]
@@ -116,16 +109,16 @@ def _history_numbers(history):
 
 @pytest.mark.parametrize("stop_at", [(0, 5), (1, 0), (0, 10)])  # mid-epoch, first step of epoch 2, last step of epoch 1 (11 steps)
 def test_resume_equals_uninterrupted(tmp_path, stop_at):
-    whole = train(small(tmp_path / "a", epochs=3, limit_train=2816), console=quiet())
+    whole = train(small(tmp_path / "a", epochs=3, limit_train=2816), console=quiet_console())
 
     def stop(epoch, step, request):
         if (epoch, step) == stop_at:
             request.signal_name = "SIGINT"
 
-    cut = train(small(tmp_path / "b", epochs=3, limit_train=2816), console=quiet(), on_step=stop)
+    cut = train(small(tmp_path / "b", epochs=3, limit_train=2816), console=quiet_console(), on_step=stop)
     assert cut.interrupted and len(cut.history) == stop_at[0]
     last = str(tmp_path / "b" / "run" / "last.pt")
-    resumed = train(resume_config(last, {}), console=quiet(), resume=last)
+    resumed = train(resume_config(last, {}), console=quiet_console(), resume=last)
     assert _history_numbers(resumed.history) == _history_numbers(whole.history)
     a = torch.load(tmp_path / "a" / "run" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=True)["model"]
@@ -166,7 +159,7 @@ def test_sigint_and_sigterm_leave_a_resumable_checkpoint(tmp_path):
 def test_seed_models_loss_goes_down(tmp_path, name, kwargs):
     cfg = TrainConfig(name, epochs=4, batch_size=16, limit_train=64, limit_test=16, out=str(tmp_path / "run"),
                       model_kwargs=kwargs, schedule="none", **SMALL_RUN[name])
-    history = train(cfg, console=quiet()).history
+    history = train(cfg, console=quiet_console()).history
     losses = [h["train_loss"] for h in history]
     assert losses[-1] < losses[0], losses
 
@@ -180,7 +173,7 @@ SMALL_RUN = {"alexnet": {"lr": 1e-4}, "nin": {"optimizer": "sgd", "lr": 0.05},
 
 def test_nan_loss_stops_with_the_step(tmp_path):
     with pytest.raises(TrainingError, match=r"(NaN/inf|diverged).* at epoch 1, step \d+: lower the learning rate"):
-        train(small(tmp_path, optimizer="sgd", lr=1e38, schedule="none"), console=quiet())
+        train(small(tmp_path, optimizer="sgd", lr=1e38, schedule="none"), console=quiet_console())
 
 
 def test_nan_loss_cli_exit_1(tmp_path, cli):
@@ -194,7 +187,7 @@ def test_cuda_out_of_memory_is_explained(tmp_path):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     with pytest.raises(TrainingError, match="--batch-size 128 or a smaller --resize"):
-        train(small(tmp_path), console=quiet(), on_step=oom)
+        train(small(tmp_path), console=quiet_console(), on_step=oom)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
@@ -204,7 +197,7 @@ def test_cuda_without_gpu(cli, tmp_path):
 
 
 def test_checkpoint_mismatch_and_eval(tmp_path, cli):
-    train(small(tmp_path, epochs=1), console=quiet())
+    train(small(tmp_path, epochs=1), console=quiet_console())
     best = tmp_path / "run" / "best.pt"
     r = cli("eval", "lenet", "--checkpoint", best, "-f", "json")
     assert r.exit_code == 0
@@ -225,6 +218,33 @@ def test_checkpoint_mismatch_and_eval(tmp_path, cli):
     assert junk.exit_code == 2 and "cannot read checkpoint" in junk.stderr and "weights_only" not in junk.stderr
 
 
+def test_eval_formats_and_the_checkpoint_alone(tmp_path, cli):
+    """``eval -f csv|markdown`` print those formats (they printed the rich table), and
+    ``eval CHECKPOINT`` needs no model name: the checkpoint knows it."""
+    import csv
+
+    train(small(tmp_path, epochs=1, limit_test=500), console=quiet_console())
+    best = tmp_path / "run" / "best.pt"
+    data = json.loads(cli("eval", best, "-f", "json", "--limit-test", 500).stdout)
+    rows = list(csv.DictReader(io.StringIO(cli("eval", best, "-f", "csv", "--limit-test", 500).stdout)))
+    assert [r["class"] for r in rows] == data["classes"]
+    for i, row in enumerate(rows):  # each class's images and recall, read back from the confusion matrix
+        counts = [int(row[f"predicted_{c}"]) for c in data["classes"]]
+        assert counts == data["confusion"][i] and int(row["images"]) == sum(counts)
+        assert float(row["recall"]) == pytest.approx(counts[i] / sum(counts), abs=1e-4)
+    assert sum(int(r["images"]) for r in rows) == 500
+    markdown = cli("eval", "lenet", "--checkpoint", best, "-f", "markdown", "--limit-test", 500).stdout
+    assert markdown.startswith(f"**test accuracy {data['accuracy']:.4f}") and "| Ankle boot |" in markdown
+    assert "┏" not in markdown and "┃" not in markdown
+
+
+def test_a_library_models_runs_are_named_after_it():
+    assert TrainConfig("tv:resnet18").filled().out.startswith("runs/tv-resnet18-")
+    assert TrainConfig("timm:vit_tiny_patch16_224").filled().out.startswith("runs/timm-vit_tiny_patch16_224-")
+    assert TrainConfig("samples/custom_cnn.py:build").filled().out.startswith("runs/custom_cnn-")
+    assert TrainConfig("lenet").filled().out.startswith("runs/lenet-")
+
+
 def test_without_matplotlib_the_run_says_how_to_get_the_plot(tmp_path, monkeypatch):
     import builtins
 
@@ -236,33 +256,33 @@ def test_without_matplotlib_the_run_says_how_to_get_the_plot(tmp_path, monkeypat
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    result = train(small(tmp_path, epochs=1), console=quiet())
+    result = train(small(tmp_path, epochs=1), console=quiet_console())
     assert "archscope[plot]" in result.plot_note and not (tmp_path / "run" / "curves.png").exists()
 
 
 def test_bad_training_options(tmp_path):
     with pytest.raises(UsageError):
-        train(small(tmp_path, optimizer="rmsprop"), console=quiet())
+        train(small(tmp_path, optimizer="rmsprop"), console=quiet_console())
     with pytest.raises(UsageError):
-        train(small(tmp_path, schedule="step"), console=quiet())
+        train(small(tmp_path, schedule="step"), console=quiet_console())
     with pytest.raises(UsageError):
-        train(small(tmp_path, batch_size=0), console=quiet())
+        train(small(tmp_path, batch_size=0), console=quiet_console())
 
 
 def test_resume_can_extend_a_constant_lr_run_exactly(tmp_path):
-    whole = train(small(tmp_path / "a", epochs=3, schedule="none"), console=quiet())
-    train(small(tmp_path / "b", epochs=2, schedule="none"), console=quiet())
+    whole = train(small(tmp_path / "a", epochs=3, schedule="none"), console=quiet_console())
+    train(small(tmp_path / "b", epochs=2, schedule="none"), console=quiet_console())
     last = str(tmp_path / "b" / "run" / "last.pt")
-    longer = train(resume_config(last, {"epochs": 3}), console=quiet(), resume=last)
+    longer = train(resume_config(last, {"epochs": 3}), console=quiet_console(), resume=last)
     assert _history_numbers(longer.history) == _history_numbers(whole.history)
 
 
 def test_resume_extends_a_one_cycle_run_along_the_longer_plan(tmp_path):
     from archscope.train.schedule import get_lr
 
-    train(small(tmp_path, epochs=1), console=quiet())  # one-cycle by default
+    train(small(tmp_path, epochs=1), console=quiet_console())  # one-cycle by default
     last = str(tmp_path / "run" / "last.pt")
-    longer = train(resume_config(last, {"epochs": 2}), console=quiet(), resume=last)
+    longer = train(resume_config(last, {"epochs": 2}), console=quiet_console(), resume=last)
     cfg = resume_config(last, {})
     assert cfg.epochs == 2 and len(longer.history) == 2
     steps = 12  # 3000 images in batches of 256

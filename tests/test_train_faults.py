@@ -10,21 +10,15 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT, one_line, quiet_console, skip_without_fashion_mnist
 from rich.console import Console
 
 from archscope.errors import TrainingError, UsageError
 from archscope.train import TrainConfig, resume_config, train
 from archscope.train import data as fmnist
 from archscope.train.schedule import get_lr
-from conftest import ROOT
 
-if fmnist._file_in(fmnist.Path(fmnist.DEBIAN_DIR), fmnist.FILES["train_images"]) is None and not os.environ.get("ARCHSCOPE_DATA"):
-    pytest.skip("Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist (.ci/run does)",
-                allow_module_level=True)
-
-
-def quiet():
-    return Console(file=io.StringIO())
+skip_without_fashion_mnist()
 
 
 def tiny(out, **kwargs):
@@ -33,16 +27,10 @@ def tiny(out, **kwargs):
     return TrainConfig(**base)
 
 
-def one_line(stderr):
-    lines = [l for l in stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    return lines[0]
-
-
 # --------------------------------------------------------------------------- a run owns its folder
 
 def test_a_second_run_in_the_same_folder_is_refused(tmp_path, cli):
-    train(tiny(tmp_path / "run"), console=quiet())
+    train(tiny(tmp_path / "run"), console=quiet_console())
     rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and len(rows[0]["run_id"]) == 12
     r = cli("train", "lenet", "--epochs", "1", "--limit-train", "1024", "--out", tmp_path / "run")
@@ -58,11 +46,11 @@ def test_a_folder_locked_by_a_live_process_is_refused_a_stale_lock_is_taken_over
     lock = folder / ".lock"
     lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
     with pytest.raises(UsageError, match=f"in use by another archscope run \\(pid {os.getpid()}"):
-        train(tiny(folder), console=quiet())
+        train(tiny(folder), console=quiet_console())
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
-    train(tiny(folder), console=quiet())
+    train(tiny(folder), console=quiet_console())
     assert not lock.exists() and (folder / "last.pt").exists()
 
 
@@ -96,7 +84,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_writes_no_row(tmp_path, m
 
     monkeypatch.setattr(torch, "save", save)
     with pytest.raises(TrainingError, match=r"No space left on device.*previous (best|last)\.pt is intact"):
-        train(tiny(tmp_path / "run", epochs=2), console=quiet())
+        train(tiny(tmp_path / "run", epochs=2), console=quiet_console())
     folder = tmp_path / "run"
     assert sorted(p.name for p in folder.iterdir()) == ["best.pt", "last.pt", "metrics.jsonl"]
     assert torch.load(folder / "last.pt", weights_only=True)["epoch"] == 1
@@ -106,7 +94,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_writes_no_row(tmp_path, m
 # --------------------------------------------------------------------------- resume
 
 def test_resume_refuses_options_that_differ_from_the_run(tmp_path, cli):
-    train(tiny(tmp_path / "run", epochs=2, schedule="none", lr=0.01), console=quiet())
+    train(tiny(tmp_path / "run", epochs=2, schedule="none", lr=0.01), console=quiet_console())
     last = tmp_path / "run" / "last.pt"
     r = cli("train", "lenet", "--resume", last, "--lr", "0.5")
     assert r.exit_code == 2 and "--lr 0.5 differs from the run" in one_line(r.stderr) and "lr=0.01" in r.stderr
@@ -122,9 +110,9 @@ def test_a_resumed_epoch_reports_its_real_throughput(tmp_path):
         if step == 2:
             request.signal_name = "SIGINT"
 
-    train(tiny(tmp_path / "run"), console=quiet(), on_step=stop)
+    train(tiny(tmp_path / "run"), console=quiet_console(), on_step=stop)
     last = str(tmp_path / "run" / "last.pt")
-    resumed = train(resume_config(last, {}), console=quiet(), resume=last)
+    resumed = train(resume_config(last, {}), console=quiet_console(), resume=last)
     assert resumed.history[0]["train_img_per_s"] > 0
 
 
@@ -145,10 +133,10 @@ def test_the_learning_rate_is_pytorchs_one_cycle_as_a_function_of_the_step():
 
 def test_a_loss_that_explodes_without_nan_stops_the_run(tmp_path):
     with pytest.raises(TrainingError, match="diverged|NaN") as info:
-        train(tiny(tmp_path / "a", optimizer="sgd", lr=1e30, schedule="none"), console=quiet())
+        train(tiny(tmp_path / "a", optimizer="sgd", lr=1e30, schedule="none"), console=quiet_console())
     assert "--lr 1e+29" in str(info.value) and "--schedule onecycle" in str(info.value)
     with pytest.raises(TrainingError) as info:
-        train(tiny(tmp_path / "b", optimizer="sgd", lr=1e30, schedule="onecycle"), console=quiet())
+        train(tiny(tmp_path / "b", optimizer="sgd", lr=1e30, schedule="onecycle"), console=quiet_console())
     assert "--schedule onecycle" not in str(info.value)  # it is already in use
 
 
@@ -173,7 +161,7 @@ def test_lenet_accepts_only_the_sides_its_linear_allows(tmp_path, cli):
 
 
 def test_checkpoint_mistakes_are_one_line_exit_2(tmp_path, cli):
-    train(tiny(tmp_path / "run"), console=quiet())
+    train(tiny(tmp_path / "run"), console=quiet_console())
     best = tmp_path / "run" / "best.pt"
     (tmp_path / "empty.pt").write_bytes(b"")
     r = cli("eval", "lenet", "--checkpoint", tmp_path / "empty.pt")
@@ -191,7 +179,7 @@ def test_checkpoint_mistakes_are_one_line_exit_2(tmp_path, cli):
 
 def test_eval_rebuilds_the_model_from_the_checkpoint(tmp_path, cli):
     train(tiny(tmp_path / "run", model="vgg", model_kwargs={"ratio": 16}, limit_train=32, batch_size=16,
-               limit_test=16), console=quiet())
+               limit_test=16), console=quiet_console())
     r = cli("eval", "vgg", "--checkpoint", tmp_path / "run" / "best.pt", "--limit-test", "32", "-f", "json")
     assert r.exit_code == 0, r.stderr
     assert sum(map(sum, json.loads(r.stdout)["confusion"])) == 32
@@ -204,7 +192,7 @@ def test_train_from_python_installs_no_handlers_and_leaves_the_config_alone(tmp_
     cfg.out = str(tmp_path / "run")
     before = signal.getsignal(signal.SIGINT)
     seen = []
-    train(cfg, console=quiet(), on_step=lambda e, s, r: seen.append(signal.getsignal(signal.SIGINT)))
+    train(cfg, console=quiet_console(), on_step=lambda e, s, r: seen.append(signal.getsignal(signal.SIGINT)))
     assert seen and all(h is before for h in seen)
     assert cfg.lr is None and cfg.run_id is None and cfg.batch_size is None
 
@@ -226,7 +214,7 @@ def run_torchrun(args, nproc=2, timeout=300):
 def test_torchrun_two_processes_match_one_and_resume_with_any_number(tmp_path, cli):
     common = ["--epochs", "1", "--limit-train", "2048", "--limit-test", "512", "--schedule", "none", "--lr", "0.01"]
     single = train(tiny(tmp_path / "one", limit_train=2048, limit_test=512, schedule="none", lr=0.01),
-                   console=quiet())
+                   console=quiet_console())
     r = run_torchrun(["train", "lenet", *common, "--out", tmp_path / "two"])
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [json.loads(l) for l in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
@@ -254,7 +242,7 @@ def test_nproc_launches_torchrun(tmp_path):
 
 def test_a_failing_rank_stops_the_group_with_one_message(tmp_path):
     # Rank 0 refuses a folder that holds another run; the other rank must not hang.
-    train(tiny(tmp_path / "run"), console=quiet())
+    train(tiny(tmp_path / "run"), console=quiet_console())
     r = run_torchrun(["train", "lenet", "--epochs", "1", "--out", tmp_path / "run"], timeout=120)
     assert r.returncode != 0 and "already holds another run" in r.stderr
 

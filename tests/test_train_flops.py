@@ -2,6 +2,7 @@
 step and hand formulas."""
 import pytest
 import torch
+from models import BLOCK_FLOPS, SharedStages, linear_flops
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -48,8 +49,6 @@ def test_grouped_conv_backward_costs_what_the_forward_costs():
 
 
 def test_shared_block_backward_goes_to_each_caller():
-    from test_any_model import BLOCK_FLOPS, SharedStages, linear_flops
-
     t = trace(SharedStages(), input_size=(1, 16), train=True)
     head = linear_flops(1, 16, 4)
     assert t.row("stage1").train_flops == 2 * BLOCK_FLOPS  # the first layer: no grad_input

@@ -19,7 +19,7 @@ from archscope.analysis.records import FLOPS_CONVENTION, LayerRow, Totals, Trace
 from archscope.analysis.rows import build_rows
 from archscope.analysis.run import Attempt, attempt, check_device
 from archscope.errors import ModelFailure, UsageError
-from archscope.inputs import InputSize, Inputs, resolve_inputs, shape_of
+from archscope.inputs import Inputs, InputSize, resolve_inputs, shape_of
 from archscope.models import load_model
 
 __all__ = ["FLOPS_CONVENTION", "LayerRow", "Totals", "Trace", "trace"]
@@ -78,7 +78,7 @@ def trace(
         totals=Totals(params, trainable, counter.total,
                       None if counter.backward_total is None else counter.total + counter.backward_total),
         options=dict(model_kwargs),
-        note="; ".join(n for n in (loaded.note, run.note) if n) or None,
+        note="; ".join(n for n in (loaded.note, run.note, _fields_note(run)) if n) or None,
         uncounted_ops=counter.uncounted_ops(),
     )
 
@@ -90,6 +90,11 @@ def failure(run: Attempt, inputs: Inputs, loaded) -> ModelFailure:
     if run.note:
         message += f" ({run.note})"
     return ModelFailure(message, diagnosis)
+
+
+def _fields_note(run: Attempt) -> Optional[str]:
+    receptive = run.recorder.receptive if run.recorder is not None else None
+    return receptive.note() if receptive is not None else None
 
 
 def _unique_params(model: nn.Module) -> Tuple[int, int]:

@@ -171,6 +171,8 @@ class FlopCounter(TorchDispatchMode):
         self.attribute_to: Hashable = None  # None: outside any module
         self.backward_by_key: Optional[Dict[Hashable, int]] = None  # set by a training-step trace
         self.backward_total: Optional[int] = None
+        self.forward_by_key: Dict[Hashable, int] = self.by_key  # the forward's table while backward counts
+        self.forward_total = 0
         self._formulas: Dict[Any, Any] = {}  # op overload → formula (cached: the lookup is per op run)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):

@@ -25,6 +25,7 @@ class Recorder:
                  fields: bool = False):
         self.root = model
         self.fields: Optional[Dict[str, Any]] = {} if fields else None  # path → receptive field of its output
+        self.receptive = None  # the ReceptiveFields mode of this forward, when fields are followed
         self.counter = counter
         self.tag_autograd = tag_autograd
         self.node_path: Dict[Any, str] = {}  # autograd node → the call path whose forward created it

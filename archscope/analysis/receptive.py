@@ -16,6 +16,7 @@ special case: whatever the model does, each op's output gets a field from its in
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -60,6 +61,8 @@ def _tuple(v, n: int) -> Tuple[int, ...]:
 
 
 def _window(field: Field, kernel, stride, padding, dilation) -> Field:
+    if field.whole:  # a window over something that already saw the whole input still does
+        return field
     n = len(field.size)
     k, p, d = _tuple(kernel, n), _tuple(padding, n), _tuple(dilation, n)
     s = tuple(ki if si is None else si for ki, si in zip(k, _tuple(stride, n)))
@@ -139,7 +142,13 @@ def mark_input(x: torch.Tensor) -> None:
 
 
 class ReceptiveFields(TorchDispatchMode):
-    """Gives every op's outputs the receptive field its inputs imply."""
+    """Gives every op's outputs the receptive field its inputs imply. Ops whose effect on it is
+    not modelled (upsampling, spatial reshapes) end the field there: they are kept in
+    ``stopped_at`` (op name → times), so the report can say why rows after them show none."""
+
+    def __init__(self):
+        super().__init__()
+        self.stopped_at: Counter = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -152,13 +161,23 @@ class ReceptiveFields(TorchDispatchMode):
             field = WINDOWS[func](args, sources[0][1])
         else:
             field = _merge(sources, out)
+        if field is None:
+            if any(isinstance(t, torch.Tensor) for t in tree_leaves(out)):
+                self.stopped_at[f"aten.{func._overloadpacket.__name__}"] += 1
+            return out
         for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor) and field is not None:
+            if isinstance(t, torch.Tensor):
                 try:
                     setattr(t, ATTR, field)
-                except (AttributeError, RuntimeError):
-                    pass
+                except (AttributeError, RuntimeError):  # a tensor subclass that takes no attributes
+                    self.stopped_at[f"aten.{func._overloadpacket.__name__}"] += 1
         return out
+
+    def note(self) -> Optional[str]:
+        if not self.stopped_at:
+            return None
+        ops = ", ".join(sorted(self.stopped_at))
+        return f"receptive fields are not followed through {ops} (not modelled): rows after it show none"
 
 
 def _merge(sources, out) -> Optional[Field]:

@@ -4,10 +4,9 @@ Plain dataclasses with ``to_dict()``, and the ``Result`` base every result type 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 import json
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, ClassVar, Dict, List, Optional
-
 
 from archscope.analysis.counter import CONVENTION as FLOPS_CONVENTION
 

@@ -126,7 +126,7 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
     if rf:
         for x in list(args) + list(kwargs.values()):
             mark_input(x)
-        fields = ReceptiveFields()
+        fields = recorder.receptive = ReceptiveFields()
     try:
         with mode, grad, library_warnings_silenced(), (counter or contextlib.nullcontext()), fields:
             if device == "meta" and (train or any(t.device.type != "meta" for _, t in _named_tensors(model))):

@@ -36,10 +36,10 @@ def run(debug: bool, action: Callable[[], Optional[int]]) -> None:
         if debug:
             traceback.print_exc()
         err.print(f"error: {error}", style="red", highlight=False, markup=False)
-        raise typer.Exit(error.exit_code)
+        raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
         err.print("interrupted", style="red")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     except typer.Exit:
         raise
     except Exception as error:  # noqa: BLE001 - a bug of ours: still one line unless --debug
@@ -47,7 +47,7 @@ def run(debug: bool, action: Callable[[], Optional[int]]) -> None:
             traceback.print_exc()
         err.print(f"internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)",
                   style="red", highlight=False, markup=False)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     raise typer.Exit(code or 0)
 
 

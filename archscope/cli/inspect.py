@@ -7,8 +7,22 @@ from typing import Annotated, List, Optional
 import typer
 
 from archscope.cli.app import app, emit, run
-from archscope.cli.options import (BATCH, BATCH_1, BUILD, DEPTH, DEVICE, FORMAT, INPUT, INPUT_DATA, MODEL, Opt,
-                                   command, flag, input_options, model_kwargs)
+from archscope.cli.options import (
+    BATCH,
+    BATCH_1,
+    BUILD,
+    DEPTH,
+    DEVICE,
+    FORMAT,
+    INPUT,
+    INPUT_DATA,
+    MODEL,
+    Opt,
+    command,
+    flag,
+    input_options,
+    model_kwargs,
+)
 from archscope.errors import UsageError
 
 VIEW_OPTIONS = [

@@ -6,8 +6,16 @@
 """
 from archscope.models import zoo  # noqa: F401 - importing the architectures registers them
 from archscope.models.build import Loaded
-from archscope.models.registry import (ModelEntry, Recipe, get_entry, get_model, list_models, recipe_for,
-                                       register_model, unregister_model)
+from archscope.models.registry import (
+                                       ModelEntry,
+                                       Recipe,
+                                       get_entry,
+                                       get_model,
+                                       list_models,
+                                       recipe_for,
+                                       register_model,
+                                       unregister_model,
+)
 from archscope.models.resolve import SOURCES, load_model, parse_args
 
 __all__ = ["Loaded", "ModelEntry", "Recipe", "SOURCES", "get_entry", "get_model", "list_models", "load_model",

@@ -19,6 +19,7 @@ from torch import nn
 from archscope.errors import UsageError
 from archscope.models.build import Loaded, build_on, guarded
 
+
 def load_factory(spec: str, device: str, kwargs: Dict[str, Any]) -> Loaded:
     target, _, attr = spec.rpartition(":")
     if not attr:

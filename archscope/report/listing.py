@@ -6,7 +6,7 @@ import io
 
 from rich.table import Table
 
-from archscope.analysis.listing import Listing, ListedModel
+from archscope.analysis.listing import ListedModel, Listing
 from archscope.inputs import shape_text
 from archscope.report.render import renders
 from archscope.report.text import human

@@ -9,7 +9,6 @@ import torch
 
 from archscope.errors import TrainingError, UsageError
 
-
 KEYS = ("model", "config", "epoch", "step", "history", "best_test_acc", "rng")
 
 

@@ -24,19 +24,24 @@ def option(default: Any, help: str):
 
 @dataclass
 class TrainConfig:
+    """A run's options. None: the model's recipe (batch_size, lr, optimizer, weight_decay, schedule,
+    label_smoothing), its default input side (resize), on for CUDA (amp), runs/MODEL-TIME (out).
+    Each field with a help text is a flag of ``archscope train``; batch_size is the global batch."""
+
     model: str
-    epochs: int = option(5, "Passes over the training set. [default: 5]")
-    batch_size: Optional[int] = option(None, "The global batch. Default: the model's recipe (256 LeNet, 128 others).")  # None: the model's recipe; the global batch under torchrun
-    lr: Optional[float] = option(None, "Peak learning rate. Default: the recipe (0.02 LeNet, 0.002 NiN/GoogLeNet, 0.001 VGG, 0.0001 AlexNet).")
-    optimizer: Optional[str] = option(None, "adam | sgd (momentum 0.9). Default adam.")  # adam | sgd
+    epochs: int = option(5, "Passes over the training set. \\[default: 5]")
+    batch_size: Optional[int] = option(None, "The global batch. Default: the model's recipe (256 LeNet, 128 others).")
+    lr: Optional[float] = option(None, "Peak learning rate. Default: the recipe (0.02 LeNet, 0.002 NiN/GoogLeNet, "
+                                       "0.001 VGG, 0.0001 AlexNet).")
+    optimizer: Optional[str] = option(None, "adam | sgd (momentum 0.9). Default adam.")
     weight_decay: Optional[float] = option(None, "Default 0.")
-    schedule: Optional[str] = option(None, "none | cosine | onecycle. Default onecycle.")  # none | cosine | onecycle
+    schedule: Optional[str] = option(None, "none | cosine | onecycle. Default onecycle.")
     label_smoothing: Optional[float] = option(None, "Default 0.")
-    seed: int = option(0, "Seeds the weights and the shuffles. [default: 0]")
-    device: str = option("auto", "auto (CUDA if present) | cpu | cuda. [default: auto]")  # auto | cpu | cuda
-    amp: Optional[bool] = option(None, "bf16 autocast. Default: on for CUDA.")  # None: on for CUDA
+    seed: int = option(0, "Seeds the weights and the shuffles. \\[default: 0]")
+    device: str = option("auto", "auto (CUDA if present) | cpu | cuda. \\[default: auto]")
+    amp: Optional[bool] = option(None, "bf16 autocast. Default: on for CUDA.")
     compile: bool = option(False, "torch.compile the model.")
-    resize: Optional[int] = option(None, "Input side. Default: the model's (224; 96 GoogLeNet; 28 LeNet).")  # None: the model's default input side
+    resize: Optional[int] = option(None, "Input side. Default: the model's (224; 96 GoogLeNet; 28 LeNet).")
     limit_train: Optional[int] = option(None, "Use only the first N training images.")
     limit_test: Optional[int] = option(None, "Evaluate on the first N test images.")
     out: Optional[str] = option(None, "Run directory (one run per folder). Default runs/MODEL-TIME.")

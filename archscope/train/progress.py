@@ -37,8 +37,14 @@ class EpochProgress:
     ESTIMATE_AFTER = 5  # steps: the first ones include warm-up
 
     def __init__(self, run, epoch: int, start: int):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.run, self.epoch, self.start = run, epoch, start
         self.t0 = time.perf_counter()

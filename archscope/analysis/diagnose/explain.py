@@ -12,11 +12,10 @@ from typing import Any, Dict, Optional, Sequence
 
 from torch import nn
 
-from archscope.errors import first_line
-
 from archscope.analysis.diagnose import solver
 from archscope.analysis.diagnose.arithmetic import output_sides
 from archscope.analysis.diagnose.blame import classify, failing_layer
+from archscope.errors import first_line
 from archscope.inputs import shape_text
 
 

@@ -13,9 +13,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from archscope.errors import UsageError
 from archscope.analysis.diagnose.blame import classify, failing_layer
 from archscope.analysis.run import forward
+from archscope.errors import UsageError
 
 MAX_SIDE = 8192  # the largest side the solver and a scan try
 MAX_SCAN = 4096  # the most sides one scan probes (each probe is one meta forward)
