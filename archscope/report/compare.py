@@ -1,9 +1,6 @@
 """Rendering of ``archscope compare``: one row per model."""
 from __future__ import annotations
 
-import csv
-import io
-
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -11,7 +8,7 @@ from rich.text import Text
 from archscope.analysis.compare import Comparison, Comparisons
 from archscope.inputs import shape_text
 from archscope.report.render import renders
-from archscope.report.text import human, human_bytes
+from archscope.report.text import csv_of, human, human_bytes
 
 TITLES = ("Model", "Input", "Params", "FLOPs", "Train-step FLOPs", "Train memory", "Smallest side",
           "First FC in", "Output RF")
@@ -38,15 +35,8 @@ def _notes(rows: Comparisons):
 
 @renders(Comparisons, "csv")
 def compare_csv(rows: Comparisons) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0].to_dict()), lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        d = r.to_dict()
-        d["input_shape"] = shape_text(r.input_shape).replace("×", "x")
-        d["output_rf"] = "x".join(map(str, r.output_rf)) if r.output_rf else ""
-        writer.writerow(d)
-    return buf.getvalue()
+    return csv_of(rows, lambda r: {**r.to_dict(), "input_shape": shape_text(r.input_shape).replace("×", "x"),
+                                   "output_rf": "x".join(map(str, r.output_rf)) if r.output_rf else ""})
 
 
 @renders(Comparisons, "markdown")

@@ -1,15 +1,12 @@
 """``archscope list``: one row per model, with the library's published figures when it has them."""
 from __future__ import annotations
 
-import csv
-import io
-
 from rich.table import Table
 
 from archscope.analysis.listing import ListedModel, Listing
 from archscope.inputs import shape_text
 from archscope.report.render import renders
-from archscope.report.text import human
+from archscope.report.text import csv_of, human
 
 TITLES = {"zoo": "archscope zoo", "tv": "torchvision models", "timm": "timm models"}
 
@@ -43,14 +40,7 @@ def _numeric(published: bool):
 
 @renders(Listing, "csv")
 def listing_csv(rows: Listing) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0].to_dict()), lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        d = r.to_dict()
-        d["input_shape"] = _shape(r.input_shape).replace("×", "x")
-        w.writerow(d)
-    return buf.getvalue()
+    return csv_of(rows, lambda r: {**r.to_dict(), "input_shape": _shape(r.input_shape).replace("×", "x")})
 
 
 @renders(Listing, "markdown")

@@ -1,6 +1,10 @@
 """How numbers read: one place for the prefixes and units every renderer uses."""
 from __future__ import annotations
 
+import csv
+import io
+from typing import Any, Callable, Dict, Iterable
+
 
 def human(n: float, unit: str = "") -> str:
     """1_873_930 → '1.87 M'; small numbers stay exact."""
@@ -27,3 +31,16 @@ def ranges_text(pairs) -> str:
     if not pairs:
         return "none"
     return ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in pairs)
+
+
+def csv_of(records: Iterable[Any], cells: Callable[[Any], Dict[str, Any]]) -> str:
+    """One CSV line per record: the header from the first record's ``cells``, then their values."""
+    buf = io.StringIO()
+    writer = None
+    for record in records:
+        row = cells(record)
+        if writer is None:
+            writer = csv.DictWriter(buf, fieldnames=list(row), lineterminator="\n")
+            writer.writeheader()
+        writer.writerow(row)
+    return buf.getvalue()
