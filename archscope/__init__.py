@@ -24,6 +24,8 @@ _LAZY = {
     "get_model": ("archscope.models", "get_model"),
     "list_models": ("archscope.models", "list_models"),
     "register_model": ("archscope.models", "register_model"),
+    "graph": ("archscope.report.diagram", "diagram"),
+    "report": ("archscope.report.page", "page"),
     "render": ("archscope.report", "render"),
 }
 

@@ -150,7 +150,7 @@ def _outside_convention(func) -> bool:
 
 
 # Queries about a tensor's layout are not ops a model "runs".
-_METADATA_OPS = {
+METADATA_OPS = {
     aten.is_contiguous.default, aten.is_contiguous.memory_format, aten.sym_size.default,
     aten.sym_stride.default, aten.sym_numel.default, aten.sym_storage_offset.default,
     aten.size.default, aten.stride.default, aten.numel.default, aten.dim.default,
@@ -177,7 +177,7 @@ class FlopCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in _METADATA_OPS:
+        if func in METADATA_OPS:
             return func(*args, **kwargs)
         if self._formula(func) is _UNCOUNTED:
             with self:  # no formula: count what it decomposes into, when it has a decomposition

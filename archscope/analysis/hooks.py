@@ -26,6 +26,7 @@ class Recorder:
         self.root = model
         self.fields: Optional[Dict[str, Any]] = {} if fields else None  # path → receptive field of its output
         self.receptive = None  # the ReceptiveFields mode of this forward, when fields are followed
+        self.flow = None  # the Flow of this forward (tensors from producer to consumer), when asked for
         self.counter = counter
         self.tag_autograd = tag_autograd
         self.node_path: Dict[Any, str] = {}  # autograd node → the call path whose forward created it
@@ -61,9 +62,13 @@ class Recorder:
         self.inputs[path] = shape_of(args) if args or not kwargs else shape_of(kwargs)
         if self.counter is not None:
             self.counter.attribute_to = path
+        if self.flow is not None:
+            self.flow.enter(path, module, args, kwargs)
 
     def _post(self, module, args, output):
         path, _, inputs = self.stack.pop()
+        if self.flow is not None:
+            self.flow.leave(path, module, output)
         if self.tag_autograd:
             self._tag(path, output, inputs)
         self._finished += 1

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from archscope.analysis.counter import FlopCounter
+from archscope.analysis.flow import Flow
 from archscope.analysis.hooks import Recorder
 from archscope.analysis.receptive import ReceptiveFields, mark_input
 from archscope.errors import UsageError, first_line, is_meta_limitation
@@ -48,7 +49,7 @@ class Attempt:
 
 
 def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] = None, train: bool = False,
-            rf: bool = False) -> Attempt:
+            rf: bool = False, flow_depth: Optional[int] = None) -> Attempt:
     """Run once on ``device``; if the meta device itself is the obstacle (data-dependent
     code), run again on CPU with real weights, on a copy, and say so in ``note``.
 
@@ -60,25 +61,26 @@ def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] 
     if device == "meta" and loaded.rebuild is None and _has_lazy_parameters(module):
         # Uninitialised lazy parameters have no shape to stand in for on meta: a copy runs on CPU.
         note = f"the model has uninitialised lazy parameters; a copy of it was traced on CPU; {values}"
-        return _run(lambda: _copy(module, "cpu"), inputs, "cpu", counter, note, train, rf)
+        return _run(lambda: _copy(module, "cpu"), inputs, "cpu", counter, note, train, rf, flow_depth)
     if device != "meta":
         note = None if loaded.rebuild is not None else f"a copy of the model ran on {device}"
         note = f"{note}; {values}" if note else values
         return _run(lambda: module if loaded.rebuild is not None else _copy(module, device), inputs, device, counter,
-                    note, train, rf)
+                    note, train, rf, flow_depth)
 
-    run = _run(lambda: module, inputs, "meta", counter, None, train, rf)
+    run = _run(lambda: module, inputs, "meta", counter, None, train, rf, flow_depth)
     if run.error is None or not is_meta_limitation(run.error):
         return run
     why = first_line(run.error)
     if loaded.rebuild is not None:
         note = f"this model cannot run on the meta device ({why}); rebuilt and traced on CPU with random weights; {values}"
-        return _run(lambda: loaded.rebuild("cpu"), inputs, "cpu", FlopCounter() if counter else None, note, train, rf)
+        return _run(lambda: loaded.rebuild("cpu"), inputs, "cpu", FlopCounter() if counter else None, note, train, rf, flow_depth)
     note = f"this model cannot run on the meta device ({why}); a copy was traced on CPU with its weights; {values}"
-    return _run(lambda: _copy(module, "cpu"), inputs, "cpu", FlopCounter() if counter else None, note, train, rf)
+    return _run(lambda: _copy(module, "cpu"), inputs, "cpu", FlopCounter() if counter else None, note, train, rf, flow_depth)
 
 
-def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = False, rf: bool = False) -> Attempt:
+def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = False, rf: bool = False,
+         flow_depth: Optional[int] = None) -> Attempt:
     try:
         module = get_module()
     except UsageError:
@@ -90,7 +92,7 @@ def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = F
     except RuntimeError as error:  # e.g. an input too large to allocate
         raise UsageError(f"could not allocate the input on {device}: {first_line(error)}") from error
     try:
-        out, rec = forward(module, args, kwargs, device, counter, train=train, rf=rf)
+        out, rec = forward(module, args, kwargs, device, counter, train=train, rf=rf, flow_depth=flow_depth)
         return Attempt(module, device, rec, out, note=note, counter=counter)
     except Exception as error:  # noqa: BLE001 - reported to the caller
         return Attempt(module, device, getattr(error, "__archscope_recorder__", None), error=error,
@@ -112,7 +114,7 @@ def _has_lazy_parameters(model: nn.Module) -> bool:
 # --------------------------------------------------------------------------- one hooked forward
 
 def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: Optional[FlopCounter] = None,
-            train: bool = False, rf: bool = False):
+            train: bool = False, rf: bool = False, flow_depth: Optional[int] = None):
     """One forward call with hooks, in eval mode and without autograd; with ``train``, in
     train mode followed by a backward pass of the sum of the outputs (the counter keeps
     its FLOPs apart). On ``meta``, a model with real tensors (or any model, with ``train``:
@@ -127,14 +129,20 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
         for x in list(args) + list(kwargs.values()):
             mark_input(x)
         fields = recorder.receptive = ReceptiveFields()
+    flow = contextlib.nullcontext()
+    if flow_depth is not None:  # inside the counter, so that each node's FLOPs are the counter's growth
+        flow = recorder.flow = Flow(flow_depth, counter)
+        flow.start(args, kwargs)
     try:
-        with mode, grad, library_warnings_silenced(), (counter or contextlib.nullcontext()), fields:
+        with mode, grad, library_warnings_silenced(), (counter or contextlib.nullcontext()), fields, flow:
             if device == "meta" and (train or any(t.device.type != "meta" for _, t in _named_tensors(model))):
                 stand_ins = {n: torch.empty_like(t, device="meta").requires_grad_(t.requires_grad)
                              for n, t in _named_tensors(model)}
                 out = torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
             else:
                 out = model(*args, **kwargs)
+            if flow_depth is not None:
+                recorder.flow.finish(out)
             if train:
                 _backward(out, recorder, counter)
         return out, recorder

@@ -6,7 +6,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from archscope.cli.app import app, emit, run
+from archscope.cli.app import app, emit, err, run
 from archscope.cli.options import (
     BATCH,
     BATCH_1,
@@ -140,3 +140,49 @@ def list_(o):
 
     check_format(o["fmt"])
     emit(render(list_rows(o["pattern"]), o["fmt"]))
+
+
+DRAWING = [
+    Opt("output", Annotated[Optional[str], typer.Option(
+        "--output", "-o", help="FILE.svg | .png | .pdf (rendered by Graphviz) or FILE.dot; without it, DOT on stdout.",
+        show_default=False)], None),
+    Opt("color", Annotated[str, typer.Option("--color", help="Shade nodes by their share of: flops | params | none.")],
+        "flops"),
+    Opt("direction", Annotated[str, typer.Option("--direction", help="TB (top to bottom) | LR (left to right).")],
+        "TB"),
+    Opt("collapse", Annotated[bool, typer.Option(
+        "--collapse/--no-collapse", help="Draw consecutive identical blocks as one node marked ×N.")], True),
+]
+
+
+@command(app, "graph", MODEL, INPUT, INPUT_DATA, BATCH, DEPTH, BUILD, DEVICE, DRAWING, run=run)
+def graph_(o):
+    """The architecture as a diagram: module calls at --depth, the tensors between them with their shapes."""
+    from archscope.report.diagram import diagram
+
+    picture = diagram(o["model"], color=o["color"], direction=o["direction"], depth=o["depth"], device=o["device"],
+                      batch=o["batch"], model_kwargs=model_kwargs(o), collapse=o["collapse"], **input_options(o))
+    if o["output"] is None:
+        emit(picture.to_dot())
+    else:
+        err.print(f"wrote {picture.render(o['output'])}", highlight=False, markup=False)
+
+
+PAGE = [
+    Opt("output", Annotated[Optional[str], typer.Option(
+        "--output", "-o", help="The HTML file to write. Default: MODEL.html in this folder.", show_default=False)],
+        None),
+    Opt("depth", Annotated[int, typer.Option("--depth", "-d", help="Depth of the diagram on the page.")], 2),
+    DRAWING[1], DRAWING[2],
+]
+
+
+@command(app, "report", MODEL, INPUT, INPUT_DATA, BATCH, BUILD, DEVICE, PAGE, run=run)
+def report_(o):
+    """One self-contained HTML page to explore a model: totals, diagram, the module tree, checks."""
+    from archscope.report.page import page, page_name
+
+    path = o["output"] or page_name(o["model"])
+    written = page(o["model"], path, depth=o["depth"], color=o["color"], direction=o["direction"], device=o["device"],
+                   batch=o["batch"], model_kwargs=model_kwargs(o), **input_options(o))
+    err.print(f"wrote {written}", highlight=False, markup=False)

@@ -1,0 +1,124 @@
+"""``graph``: the architecture as nodes (module calls at a depth, and the joins and reshapes
+between them) and edges (tensors from producer to consumer), with params and FLOPs per node.
+
+Consecutive identical siblings collapse into one node marked ×N (``collapse=True``, the
+default): a chain A → B where B's only input is A's output and A's only consumer is B, both
+module calls under the same parent, of the same class and configuration (their ``repr``),
+with the same input and output shapes. ResNet-50's Bottlenecks after the first of each stage
+and ViT's encoder blocks are such runs; a stage's first block differs in its shapes and stays.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from archscope.analysis.api import failure
+from archscope.analysis.counter import FlopCounter
+from archscope.analysis.flow import FlowEdge, FlowNode
+from archscope.analysis.records import Result, Totals
+from archscope.analysis.run import attempt, check_device
+from archscope.errors import UsageError
+from archscope.inputs import InputSize, resolve_inputs
+from archscope.models import load_model
+
+
+@dataclass
+class Graph(Result):
+    model: str
+    input_shape: Any
+    device: str
+    depth: int
+    nodes: List[FlowNode]
+    edges: List[FlowEdge]
+    totals: Totals
+    collapsed: bool = True
+    note: Optional[str] = None
+    uncounted_ops: Dict[str, int] = field(default_factory=dict)
+
+    def node(self, name: str) -> FlowNode:
+        """The first node of that name (a call path, or an op's name such as ``cat``)."""
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def incoming(self, node: FlowNode) -> List[FlowNode]:
+        by_id = {n.id: n for n in self.nodes}
+        return [by_id[e.source] for e in self.edges if e.target == node.id]
+
+    def outgoing(self, node: FlowNode) -> List[FlowNode]:
+        by_id = {n.id: n for n in self.nodes}
+        return [by_id[e.target] for e in self.edges if e.source == node.id]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"model": self.model, "input_shape": self.input_shape, "device": self.device, "depth": self.depth,
+                "collapsed": self.collapsed, "totals": self.totals.to_dict(), "note": self.note,
+                "uncounted_ops": self.uncounted_ops, "nodes": [n.to_dict() for n in self.nodes],
+                "edges": [e.to_dict() for e in self.edges]}
+
+
+def graph(model: Any, input_size: InputSize = None, depth: int = 1, device: str = "meta", batch: Optional[int] = None,
+          model_kwargs: Optional[Dict[str, Any]] = None, dtypes: Optional[List[Any]] = None, input_data: Any = None,
+          collapse: bool = True, **kwargs) -> Graph:
+    """The dataflow graph of one forward, at ``depth`` (1: the model's children). Takes the
+    model and input arguments ``trace`` takes.
+
+    >>> g = graph("alexnet")
+    >>> [n.name for n in g.nodes]
+    ['input', 'conv', 'view', 'fc', 'output']
+    """
+    model_kwargs = {**(model_kwargs or {}), **kwargs}
+    if depth < 1:
+        raise UsageError(f"bad --depth {depth}: it must be >= 1")
+    device = check_device(device)
+    loaded = load_model(model, device=device, **model_kwargs)
+    inputs = resolve_inputs(input_size, loaded.module, loaded.default_input, batch, dtypes, input_data)
+    run = attempt(loaded, inputs, device, FlopCounter(), flow_depth=depth)
+    if run.error is not None:
+        raise failure(run, inputs, loaded)
+    flow = run.recorder.flow
+    nodes, edges = flow.nodes, list(flow.edges.values())
+    if collapse:
+        nodes, edges = collapse_runs(nodes, edges)
+    params = sum(p.numel() for p in run.module.parameters())
+    trainable = sum(p.numel() for p in run.module.parameters() if p.requires_grad)
+    return Graph(loaded.label, inputs.describe(), run.device, depth, nodes, edges,
+                 Totals(params, trainable, run.counter.total), collapse,
+                 "; ".join(n for n in (loaded.note, run.note) if n) or None, run.counter.uncounted_ops())
+
+
+def collapse_runs(nodes: List[FlowNode], edges: List[FlowEdge]):
+    """Merge each maximal chain of two or more identical consecutive sibling calls into its first node."""
+    into = {n.id: [e for e in edges if e.target == n.id] for n in nodes}
+    out = {n.id: [e for e in edges if e.source == n.id] for n in nodes}
+    by_id = {n.id: n for n in nodes}
+
+    def follows(a: FlowNode, b: FlowNode) -> bool:
+        return (a.kind == b.kind == "module" and a.signature == b.signature and a.parent == b.parent
+                and len(out[a.id]) == 1 and out[a.id][0].target == b.id and len(into[b.id]) == 1)
+
+    merged: Dict[str, str] = {}  # node id → the id of the node it was merged into
+    kept: List[FlowNode] = []
+    for node in nodes:
+        if node.id in merged:
+            continue
+        kept.append(node)
+        current = node
+        while len(out[current.id]) == 1 and follows(current, by_id[out[current.id][0].target]):
+            nxt = by_id[out[current.id][0].target]
+            merged[nxt.id] = node.id
+            node.count += 1
+            node.params += nxt.params
+            node.flops += nxt.flops
+            node.last_name = nxt.name
+            current = nxt
+    if not merged:
+        return nodes, edges
+    result: Dict[tuple, FlowEdge] = {}
+    for e in edges:
+        source, target = merged.get(e.source, e.source), merged.get(e.target, e.target)
+        if source == target:
+            continue  # an edge inside a collapsed run
+        edge = result.setdefault((source, target), FlowEdge(source, target))
+        edge.shapes += [s for s in e.shapes if s not in edge.shapes]
+    return kept, list(result.values())
