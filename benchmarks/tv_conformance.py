@@ -16,9 +16,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 def main():
     warnings.simplefilter("ignore")
-    from models import BUILD_ARGS, classification_models, published
-
     from archscope.analysis import trace
+
+    from models import BUILD_ARGS, classification_models, published
 
     print("| torchvision model | input | params | published | GMACs | published | match |")
     print("|---|---|---:|---:|---:|---:|---|")

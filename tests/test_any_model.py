@@ -6,12 +6,13 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from models import BLOCK_FLOPS, BLOCK_PARAMS, Block, SharedStages, linear_flops
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from archscope import trace
 from archscope.errors import ModelFailure
+
+from models import BLOCK_FLOPS, BLOCK_PARAMS, Block, SharedStages, linear_flops
 
 # --------------------------------------------------------------------------- input specs
 

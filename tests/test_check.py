@@ -5,12 +5,13 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from models import ALEXNET, alexnet_final_side, conv_side
 from torch import nn
 
 from archscope.analysis.check import check, parse_sizes, scan_sizes
 from archscope.analysis.diagnose.solver import smallest_side
 from archscope.errors import UsageError
+
+from models import ALEXNET, alexnet_final_side, conv_side
 
 
 def test_seed_checks_hold():

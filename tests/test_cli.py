@@ -4,9 +4,10 @@ import json
 import sys
 
 import pytest
-from conftest import run_cli
 
 from archscope import trace
+
+from conftest import run_cli
 
 COMMANDS = ["shapes", "params", "flops", "summary"]
 

@@ -3,6 +3,7 @@ import os
 import shutil
 
 import pytest
+
 from conftest import SAMPLES, one_line, run_cli
 
 

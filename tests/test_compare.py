@@ -2,11 +2,12 @@
 import json
 
 import torch
-from models import ALEXNET, alexnet_final_side
 from torch.utils.flop_counter import FlopCounterMode
 
 from archscope.analysis.compare import compare
 from archscope.models import get_model
+
+from models import ALEXNET, alexnet_final_side
 
 
 def rf_by_hand(layers):

@@ -2,11 +2,12 @@
 import sys
 
 import pytest
-from models import BUILD_ARGS, classification_models, published
 
 from archscope import trace
 from archscope.errors import UsageError
 from archscope.models import torchvision as torchvision_source
+
+from models import BUILD_ARGS, classification_models, published
 
 
 @pytest.mark.parametrize("name", classification_models())

@@ -3,11 +3,12 @@ import os
 import textwrap
 
 import pytest
-from conftest import SAMPLES
 
 from archscope.analysis import trace
 from archscope.errors import UsageError
 from archscope.models import load_model, parse_args
+
+from conftest import SAMPLES
 
 
 def write(tmp_path, name, body):

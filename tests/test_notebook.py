@@ -21,5 +21,8 @@ def test_sample_notebook_executes_and_renders_tables():
     assert "in_features=6400" in html[1] and "9216" in html[1]
     assert "largest batch" in html[2]
     assert "resnet18" in html[3]
-    plain = [o["data"]["text/plain"] for o in outputs if o.output_type == "execute_result" and "text/html" not in o["data"]]
+    svg = [o["data"]["image/svg+xml"] for o in outputs if o.output_type == "execute_result" and "image/svg+xml" in o["data"]]
+    assert len(svg) == 1 and "<svg" in svg[0] and "b3.0.p4_2" in svg[0] and "Inception" not in svg[0]  # depth 3: the convs
+    plain = [o["data"]["text/plain"] for o in outputs if o.output_type == "execute_result"
+             and "text/html" not in o["data"] and "image/svg+xml" not in o["data"]]
     assert plain == ["([1, 6400], 46764746)"]

@@ -1,13 +1,14 @@
 import pytest
 import torch
 import torchinfo
-from models import conv_side
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from archscope import trace
 from archscope.errors import ModelFailure, UsageError
 from archscope.models import get_entry, get_model
+
+from models import conv_side
 
 SEEDS = {"alexnet": {}, "vgg": {"ratio": 8}, "nin": {}, "googlenet": {}, "lenet": {}}
 

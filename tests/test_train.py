@@ -10,11 +10,12 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, quiet_console, skip_without_fashion_mnist
 
 from archscope.errors import TrainingError, UsageError
 from archscope.train import TrainConfig, resume_config, train
 from archscope.train import data as fmnist
+
+from conftest import ROOT, quiet_console, skip_without_fashion_mnist
 
 skip_without_fashion_mnist()
 

@@ -10,13 +10,14 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, one_line, quiet_console, skip_without_fashion_mnist
 from rich.console import Console
 
 from archscope.errors import TrainingError, UsageError
 from archscope.train import TrainConfig, resume_config, train
 from archscope.train import data as fmnist
 from archscope.train.schedule import get_lr
+
+from conftest import ROOT, one_line, quiet_console, skip_without_fashion_mnist
 
 skip_without_fashion_mnist()
 

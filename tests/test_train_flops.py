@@ -2,12 +2,13 @@
 step and hand formulas."""
 import pytest
 import torch
-from models import BLOCK_FLOPS, SharedStages, linear_flops
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from archscope import trace
 from archscope.models import get_entry, get_model, list_models
+
+from models import BLOCK_FLOPS, SharedStages, linear_flops
 
 
 def real_cpu_step_flops(model, x):
