@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from archscope import graph
+from archscope import graph, trace
 from archscope.analysis.graph import graph as dataflow
 from archscope.models import get_model
 
@@ -117,6 +117,10 @@ def test_resnet50_collapses_each_stage_after_its_first_bottleneck():
         first, rest = collapsed.node(f"{stage}.0"), collapsed.node(f"{stage}.1")
         assert first.count == 1 and rest.count == n - 1 and rest.type == "Bottleneck"
         assert rest.last_name == f"{stage}.{n - 1}"
+    table = trace("tv:resnet50", depth=2, collapse=True)
+    assert [r.type for r in table.rows if r.name.startswith("layer3")] == ["Bottleneck", "Bottleneck ×5"]
+    assert table.row("layer3.1 … 5").flops == collapsed.node("layer3.1").flops
+    assert sum(r.flops for r in table.rows) == table.totals.flops
     assert len(collapsed.nodes) < len(full.nodes)
     assert sum(n.flops for n in collapsed.nodes) == sum(n.flops for n in full.nodes) == collapsed.totals.flops
     assert sum(n.params for n in collapsed.nodes) == collapsed.totals.params == 25_557_032  # torchvision's num_params
@@ -190,8 +194,6 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background
 
 
 def test_page_totals_equal_the_tables(tmp_path, cli):
-    from archscope import trace
-
     r = cli("report", "tv:resnet50", "-o", tmp_path / "r50.html")
     assert r.exit_code == 0
     text = (tmp_path / "r50.html").read_text()

@@ -16,7 +16,7 @@ from torch import nn
 from archscope.analysis.counter import FlopCounter
 from archscope.analysis.diagnose import diagnose
 from archscope.analysis.records import FLOPS_CONVENTION, LayerRow, Totals, Trace
-from archscope.analysis.rows import build_rows
+from archscope.analysis.rows import build_rows, collapse_rows
 from archscope.analysis.run import Attempt, attempt, check_device
 from archscope.errors import ModelFailure, UsageError
 from archscope.inputs import Inputs, InputSize, resolve_inputs, shape_of
@@ -36,6 +36,7 @@ def trace(
     input_data: Any = None,
     train: bool = False,
     rf: bool = False,
+    collapse: bool = False,
     **kwargs,
 ) -> Trace:
     """Trace a zoo name, ``tv:NAME``, ``timm:NAME``, a ``file.py:factory`` / ``module:attr``
@@ -50,7 +51,8 @@ def trace(
     as in torchinfo. ``train=True`` also counts one training step: the forward in train
     mode and a real backward pass (of the sum of the outputs) on the same device, per row
     in ``train_flops``. ``rf=True`` adds each row's receptive field (``rf``: size, jump,
-    start per spatial axis). Builder options go in ``**kwargs`` or, when one is named like an
+    start per spatial axis). ``collapse=True`` merges consecutive identical sibling rows into
+    one ``first … last`` row of type ``T ×N`` (as ``graph`` does). Builder options go in ``**kwargs`` or, when one is named like an
     argument of ``trace`` itself, in ``model_kwargs``.
     """
     model_kwargs = {**(model_kwargs or {}), **kwargs}
@@ -66,6 +68,8 @@ def trace(
 
     rows = build_rows(module, run.recorder, counter.by_key, depth, root_label=type(module).__name__,
                       backward_by_path=counter.backward_by_key)
+    if collapse:
+        rows = collapse_rows(rows, module)
     params, trainable = _unique_params(module)
     return Trace(
         model=loaded.label,

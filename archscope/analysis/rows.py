@@ -114,3 +114,37 @@ def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_labe
     if outside or outside_train:
         rows.append(LayerRow(OUTSIDE, "-", 0, None, None, 0, 0, outside, 0, kind="other", train_flops=outside_train))
     return rows
+
+
+def collapse_rows(rows: List[LayerRow], model: nn.Module) -> List[LayerRow]:
+    """Consecutive identical sibling rows as one row ``first … last`` of type ``T ×N`` (the rule of
+    ``graph``'s collapse: same parent, same class and configuration, same input and output shapes).
+    Params and FLOPs add up, so the rows still partition the totals."""
+    modules = dict(model.named_modules())
+
+    def key(r: LayerRow):
+        if r.kind != "module" or r.name not in modules:
+            return None
+        return (r.name.rpartition(".")[0], r.type, repr(modules[r.name]), str(r.input_shape), str(r.output_shape),
+                r.calls)
+
+    out: List[LayerRow] = []
+    run_key, count = None, 0
+    for r in rows:
+        k = key(r)
+        if k is not None and k == run_key:
+            head = out[-1]
+            count += 1
+            first = head.name.split(" … ")[0]
+            head.name = f"{first} … {r.name.rpartition('.')[2]}"
+            head.type = f"{r.type} ×{count}"
+            head.params += r.params
+            head.trainable_params += r.trainable_params
+            head.flops += r.flops
+            if head.train_flops is not None and r.train_flops is not None:
+                head.train_flops += r.train_flops
+            head.rf = r.rf
+            continue
+        out.append(LayerRow(**{f: getattr(r, f) for f in r.__dataclass_fields__}))
+        run_key, count = k, 1
+    return out

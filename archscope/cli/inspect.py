@@ -28,6 +28,7 @@ from archscope.errors import UsageError
 VIEW_OPTIONS = [
     flag("--train", "Also count one training step: forward in train mode + a real backward pass."),
     flag("--rf", "Receptive field of each row's output: size and jump (stride product)."),
+    flag("--collapse", "Show consecutive identical blocks as one row 'first … last' of type 'T ×N'."),
     Opt("engine", Annotated[str, typer.Option(
         "--engine", help="summary only: archscope | torchinfo (torchinfo's own summary of the same model and input).")],
         "archscope"),
@@ -49,7 +50,7 @@ def _view_command(view: str, doc: str) -> None:
         if o["engine"] != "archscope":
             return _torchinfo(view, o)
         t = trace(o["model"], depth=o["depth"], device=o["device"], batch=o["batch"], model_kwargs=model_kwargs(o),
-                  train=o["train"], rf=o["rf"], **input_options(o))
+                  train=o["train"], rf=o["rf"], collapse=o["collapse"], **input_options(o))
         emit(render(t, o["fmt"], view=view))
 
     body.__doc__, body.__name__ = doc, view

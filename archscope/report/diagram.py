@@ -39,7 +39,7 @@ def _label(node: FlowNode, g: Graph) -> str:
         cost = f"<br/>{human(node.flops)} FLOPs" if node.flops else ""
         then = f" → {esc(', '.join(node.then))}" if node.then else ""
         return f"<{esc(node.name)}{then}{cost}>"
-    name = node.name if node.count == 1 else f"{node.name} … {node.last_name}"
+    name = node.name if node.count == 1 else f"{node.name} … {node.last_name.rpartition('.')[2]}"
     kind = node.type if node.count == 1 else f"{node.type} ×{node.count}"
     then = f" → {', '.join(node.then)}" if node.then else ""
     cost = []
