@@ -247,6 +247,12 @@ def shape_of(obj: Any) -> Any:
     return None
 
 
+def layer_name(name: str) -> str:
+    """A layer's name as it reads in a sentence: ``layer '7'`` for Sequential's bare numbers
+    ("layer '7' needs 400 features", not "7 needs 400 features"), the name itself otherwise."""
+    return f"layer '{name}'" if name and name.replace(".", "").isdigit() else name
+
+
 def shape_text(shape: Any) -> str:
     """[1, 3, 8, 8] → '1×3×8×8'; several → joined by ', '; a dict keeps its keys: 'out: 1×21×8×8'."""
     if shape is None:

@@ -30,23 +30,28 @@ def as_text(renderable) -> str:
 
 @pytest.fixture
 def golden():
-    """``golden(filename, text)`` compares with tests/golden/filename (writes it under the flag)."""
-    compared = []
+    """``golden(filename, text)`` compares with tests/golden/filename. Under the flag it rewrites
+    every file that changed and the test then fails, naming them."""
+    compared, rewritten = [], []
 
     def check_golden(filename: str, text: str):
         path = os.path.join(GOLDEN, filename)
         expected = open(path, encoding="utf-8").read() if os.path.exists(path) else None
         compared.append(filename)
-        if UPDATE and text != expected:
-            os.makedirs(GOLDEN, exist_ok=True)
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text)
-            pytest.fail(f"{filename} regenerated: review the diff, then rerun without ARCHSCOPE_UPDATE_GOLDEN")
+        if UPDATE:
+            if text != expected:
+                os.makedirs(GOLDEN, exist_ok=True)
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(text)
+                rewritten.append(filename)
+            return
         assert expected is not None, f"{filename} is missing: generate it with ARCHSCOPE_UPDATE_GOLDEN=1"
         assert text == expected, f"{filename} changed; if intended, regenerate with ARCHSCOPE_UPDATE_GOLDEN=1"
 
     yield check_golden
     assert compared, "this golden test compared nothing"
+    if rewritten:
+        pytest.fail(f"regenerated {', '.join(rewritten)}: review the diff, then rerun without ARCHSCOPE_UPDATE_GOLDEN")
 
 
 @pytest.mark.parametrize("name", list_models())

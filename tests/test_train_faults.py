@@ -201,7 +201,7 @@ def test_train_from_python_installs_no_handlers_and_leaves_the_config_alone(tmp_
 def test_the_run_says_what_it_will_take(tmp_path):
     buf = io.StringIO()
     train(tiny(tmp_path / "run"), console=Console(file=buf, width=200))
-    assert "img/s: ≈" in buf.getvalue() and "for 1 epochs on cpu" in buf.getvalue()
+    assert "img/s after warm-up: ≈" in buf.getvalue() and "for 1 epoch on cpu" in buf.getvalue()
 
 
 # --------------------------------------------------------------------------- torchrun

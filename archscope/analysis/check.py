@@ -17,7 +17,7 @@ from archscope.analysis.diagnose.solver import SizeScan, scan
 from archscope.analysis.records import Result
 from archscope.analysis.run import attempt, check_device
 from archscope.errors import UsageError
-from archscope.inputs import InputSize, resolve_inputs
+from archscope.inputs import InputSize, resolve_inputs, shape_text
 from archscope.models import load_model
 
 
@@ -38,7 +38,7 @@ class LayerCheck:
         return {**asdict(self), "ok": self.ok}
 
 
-@dataclass
+@dataclass(repr=False)
 class CheckReport(Result):
     model: str
     input_shape: Any
@@ -51,6 +51,11 @@ class CheckReport(Result):
     @property
     def ok(self) -> bool:
         return self.diagnosis is None and all(c.ok for c in self.layers)
+
+    def summary(self) -> str:
+        linears = sum(1 for c in self.layers if c.field == "in_features")
+        state = "all checks hold" if self.ok else "some checks fail"
+        return f"{self.model} at {shape_text(self.input_shape)}: {state} ({linears} Linear, {len(self.layers) - linears} conv)"
 
     def first_linear(self) -> Optional[LayerCheck]:
         return next((c for c in self.layers if c.field == "in_features"), None)

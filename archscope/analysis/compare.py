@@ -36,11 +36,14 @@ class Comparison:
         return asdict(self)
 
 
-class Comparisons(list, Result):
+class Comparisons(Result, list):
     """The rows of a comparison: a list of ``Comparison`` that renders as one table."""
 
     def to_dict(self) -> List[Dict[str, Any]]:
         return [c.to_dict() for c in self]
+
+    def summary(self) -> str:
+        return f"{len(self)} models: {', '.join(c.model for c in self)}"
 
 
 def _deepest_field(t) -> Optional[List[int]]:

@@ -22,7 +22,7 @@ from archscope.inputs import InputSize, resolve_inputs
 from archscope.models import load_model
 
 
-@dataclass
+@dataclass(repr=False)
 class Graph(Result):
     model: str
     input_shape: Any
@@ -34,6 +34,9 @@ class Graph(Result):
     collapsed: bool = True
     note: Optional[str] = None
     uncounted_ops: Dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return f"{self.model} at depth {self.depth}: {len(self.nodes)} nodes, {len(self.edges)} edges"
 
     def node(self, name: str) -> FlowNode:
         """The first node of that name (a call path, or an op's name such as ``cat``)."""

@@ -21,6 +21,7 @@ class ListedModel:
     description: str
     published_params: Optional[int] = None  # torchvision's weights.meta["num_params"]
     published_gmacs: Optional[float] = None  # torchvision's weights.meta["_ops"]
+    published_note: Optional[str] = None  # when the published figures are of another build
 
     @property
     def macs_g(self) -> Optional[float]:
@@ -30,10 +31,12 @@ class ListedModel:
         d = asdict(self)
         if self.published_params is None and self.published_gmacs is None:
             del d["published_params"], d["published_gmacs"]
+        if self.published_note is None:
+            del d["published_note"]
         return d
 
 
-class Listing(list, Result):
+class Listing(Result, list):
     """The rows of ``archscope list``; ``source`` is "zoo", "tv" or "timm"."""
 
     def __init__(self, rows, source: str = "zoo"):
@@ -42,6 +45,9 @@ class Listing(list, Result):
 
     def to_dict(self):
         return [r.to_dict() for r in self]
+
+    def summary(self) -> str:
+        return f"{len(self)} {self.source} models"
 
 
 def list_rows(pattern: str = "*") -> Listing:
@@ -73,5 +79,6 @@ def _library_rows(prefix: str, pattern: str) -> List[ListedModel]:
         row = _row(f"{prefix}:{name}", source.describe(name))
         published = source.published(name)
         row.published_params, row.published_gmacs = published["params"], published["gmacs"]
+        row.published_note = published["note"]
         rows.append(row)
     return rows

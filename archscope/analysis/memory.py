@@ -47,7 +47,7 @@ def parse_bytes(text: str) -> int:
     return int(float(match.group(1)) * UNITS[match.group(2).lower()])
 
 
-@dataclass
+@dataclass(repr=False)
 class MemoryReport(Result):
     model: str
     input_shape: Any
@@ -82,6 +82,10 @@ class MemoryReport(Result):
                 "inference_peak_bytes": self.inference_peak_bytes,
                 "inference_bytes": self.inference_bytes, "training_bytes": self.training_bytes,
                 "fit_budget": self.fit_budget, "fit_batch": self.fit_batch, "note": self.note}
+
+    def summary(self) -> str:
+        return (f"{self.model} at batch {self.batch}: training step {self.training_bytes:,} B, "
+                f"inference {self.inference_bytes:,} B ({self.optimizer})")
 
     def lines(self) -> List[tuple]:
         return [

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, ClassVar, Dict, List, Optional
 
 from archscope.analysis.counter import CONVENTION as FLOPS_CONVENTION
+from archscope.inputs import shape_text
 
 
 class Result:
@@ -21,9 +22,22 @@ class Result:
     before handing out any API function. Without it a result still has its one-line ``repr``.
     """
 
-    # Filled by archscope.report: result → rich renderable, and rich renderable → HTML.
+    # Filled by archscope.report: result → rich renderable; rich renderable → HTML; → plain text.
     show: ClassVar[Optional[Callable[["Result"], Any]]] = None
     html: ClassVar[Optional[Callable[[Any], str]]] = None
+    text: ClassVar[Optional[Callable[[Any], str]]] = None
+
+    def summary(self) -> str:
+        """One line: what this result is about (``repr`` shows it)."""
+        return ""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.summary()}>"
+
+    def __str__(self) -> str:
+        if Result.show is None or Result.text is None:
+            return repr(self)
+        return Result.text(Result.show(self))
 
     def to_dict(self) -> Any:
         raise NotImplementedError
@@ -97,7 +111,7 @@ class Totals:
         return d
 
 
-@dataclass
+@dataclass(repr=False)
 class Trace(Result):
     """What one forward pass did, layer by layer. Renders itself in a terminal and in Jupyter."""
 
@@ -130,9 +144,12 @@ class Trace(Result):
             "totals": self.totals.to_dict(),
         }
 
+    def summary(self) -> str:
+        return (f"{self.model}: input {shape_text(self.input_shape)} → {shape_text(self.output_shape)}, "
+                f"{self.totals.params:,} params, {self.totals.flops:,} FLOPs, {len(self.rows)} rows at depth {self.depth}")
+
     def row(self, name: str) -> LayerRow:
         for r in self.rows:
             if r.name == name:
                 return r
         raise KeyError(name)
-

@@ -5,6 +5,7 @@ Nothing heavy (torch, torchvision) is imported until a command runs, so ``--help
 """
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from typing import Annotated, Callable, Optional
@@ -23,8 +24,9 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-# Piped output gets a wide console so tables are not squeezed into 80 columns.
-stdout = Console(width=None if sys.stdout.isatty() else 160)
+# A terminal's own width, or COLUMNS when it is set; other piped output gets a wide console, so a
+# table written to a file is not squeezed into 80 columns.
+stdout = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 

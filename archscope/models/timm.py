@@ -40,4 +40,4 @@ def describe(name: str) -> str:
 
 
 def published(name: str) -> Dict[str, Any]:
-    return {"params": None, "gmacs": None}
+    return {"params": None, "gmacs": None, "note": None}

@@ -46,10 +46,18 @@ def weights(name: str):
         return None
 
 
+# Models whose published figures describe another build than the default one archscope builds.
+PUBLISHED_BUILD = {
+    "googlenet": "torchvision's figures are of the build without the two auxiliary heads (aux_logits=False)",
+    "quantized_googlenet": "torchvision's figures are of the build without the two auxiliary heads (aux_logits=False)",
+}
+
+
 def published(name: str) -> Dict[str, Any]:
-    """torchvision's published figures for the default weights: ``num_params``, ``_ops`` (GMACs)."""
+    """torchvision's published figures for the default weights: ``num_params``, ``_ops`` (GMACs),
+    and a note when they describe another build than the default one."""
     meta = getattr(weights(name), "meta", {}) or {}
-    return {"params": meta.get("num_params"), "gmacs": meta.get("_ops")}
+    return {"params": meta.get("num_params"), "gmacs": meta.get("_ops"), "note": PUBLISHED_BUILD.get(name)}
 
 
 def default_input(name: str):

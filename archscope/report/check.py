@@ -6,15 +6,17 @@ import io
 from typing import List, Tuple
 
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 
 from archscope.analysis.check import CheckReport, LayerCheck
-from archscope.inputs import shape_text
+from archscope.inputs import layer_name, shape_text
+from archscope.report.fit import FitColumn, FitTable
 from archscope.report.render import renders
 from archscope.report.text import ranges_text
 
-TITLES = ("Layer", "Type", "Expects", "Arriving", "Arriving shape", "OK")
+COLUMNS = (FitColumn("Layer", wrap=True), FitColumn("Type", drop=3, wrap=True), FitColumn("Expects"),
+           FitColumn("Arriving", True), FitColumn("Arriving shape", drop=2), FitColumn("OK"))
+TITLES = tuple(c.title for c in COLUMNS)
 
 
 def _mark(ok) -> str:
@@ -27,7 +29,7 @@ def scan_lines(report: CheckReport) -> List[str]:
     lines = [f"sizes {lo}..{hi}: smallest side that runs: {d['smallest_running'] or 'none'}",
              f"sides that run: {ranges_text(d['running'])}"]
     for name, info in d["linears"].items():
-        lines.append(f"{name} keeps in_features={info['in_features']} at sides: {ranges_text(info['valid_sides'])}")
+        lines.append(f"{layer_name(name)} keeps in_features={info['in_features']} at sides: {ranges_text(info['valid_sides'])}")
     for kind, pairs in d["failures"].items():
         lines.append(f"fails ({kind}) at sides: {ranges_text(pairs)}")
     return lines
@@ -47,12 +49,17 @@ def _head(report: CheckReport) -> str:
     return f"{report.model} — check — input {shape_text(report.input_shape)} on {report.device}"
 
 
+def _no_linear(report: CheckReport) -> bool:
+    return not any(c.field == "in_features" for c in report.layers)
+
+
 def _tail(report: CheckReport) -> List[str]:
     convs_ok = sum(1 for c in report.layers if c.field == "in_channels" and c.ok)
-    tail = [f"{convs_ok} conv in_channels checks hold"] if convs_ok else []
+    tail = [f"{report.model} has no Linear layers to check"] if _no_linear(report) else []
+    tail += [f"{convs_ok} conv in_channels checks hold"] if convs_ok else []
     if report.diagnosis:
         d = report.diagnosis
-        where = f" at {d.layer or '(model)'} ({d.layer_type})" if d.layer_type else ""
+        where = f" at {layer_name(d.layer) or '(model)'} ({d.layer_type})" if d.layer_type else ""
         tail += [f"FAILED{where}: {d.problem}", f"fix: {d.fix}"]
     if report.scan:
         tail += scan_lines(report)
@@ -74,18 +81,18 @@ def check_csv(report: CheckReport) -> str:
 
 @renders(CheckReport, "markdown")
 def check_markdown(report: CheckReport) -> str:
-    lines = [f"**{_head(report)}**", "", "| " + " | ".join(TITLES) + " |", "|---|---|---|---:|---|---|"]
-    lines += ["| " + " | ".join(r) + " |" for r in _rows(report)]
+    lines = [f"**{_head(report)}**", ""]
+    if _rows(report):
+        lines += ["| " + " | ".join(TITLES) + " |", "|---|---|---|---:|---|---|"]
+        lines += ["| " + " | ".join(r) + " |" for r in _rows(report)]
     return "\n".join(lines + [""] + [f"- {t}" for t in _tail(report)]) + "\n"
 
 
 @renders(CheckReport, "table")
 def check_table(report: CheckReport):
-    tbl = Table(header_style="bold")
-    for i, t in enumerate(TITLES):
-        tbl.add_column(t, justify="right" if i == 3 else "left", no_wrap=True)
-    for r, c in zip(_rows(report), _shown(report)):
-        tbl.add_row(*r, style="red" if c.ok is False else ("dim" if c.ok is None else None))
+    shown = _shown(report)
+    styles = ["red" if c.ok is False else ("dim" if c.ok is None else None) for c in shown]
+    tbl = FitTable(COLUMNS, _rows(report), styles)
     styled = [Text(t, style="red" if t.startswith(("FAILED", "fix", "some")) else "green" if t.startswith("all") else "")
               for t in _tail(report)]
-    return Group(Text(_head(report), style="bold"), tbl, *styled)
+    return Group(Text(_head(report), style="bold"), *([tbl] if shown else []), *styled)

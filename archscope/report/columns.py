@@ -7,7 +7,7 @@ from typing import Callable, Dict, List
 
 from archscope.analysis.records import LayerRow, Trace
 from archscope.inputs import shape_text
-from archscope.report.text import human, share
+from archscope.report.text import human, human_bytes, share
 
 
 @dataclass(frozen=True)
@@ -15,6 +15,8 @@ class Column:
     title: str
     cell: Callable[[LayerRow, Trace], str]
     numeric: bool = False
+    drop: int = 0  # at a narrow terminal: 0 always shown, else the higher the sooner it is left out
+    wrap: bool = False  # may wrap onto several lines (names), never cut
 
 
 def _output(r: LayerRow, t: Trace) -> str:
@@ -24,17 +26,17 @@ def _output(r: LayerRow, t: Trace) -> str:
     return text + (f" (×{r.calls} calls)" if r.calls > 1 and r.kind == "module" else "")
 
 
-NAME = Column("Layer", lambda r, t: r.name)
-TYPE = Column("Type", lambda r, t: r.type)
+NAME = Column("Layer", lambda r, t: r.name, wrap=True)
+TYPE = Column("Type", lambda r, t: r.type, drop=3, wrap=True)
 OUTPUT = Column("Output shape", _output)
 PARAMS = Column("Params", lambda r, t: f"{r.params:,}", True)
-TRAINABLE = Column("Trainable", lambda r, t: f"{r.trainable_params:,}", True)
-FROZEN = Column("Frozen", lambda r, t: f"{r.frozen_params:,}", True)
-PARAM_SHARE = Column("% params", lambda r, t: share(r.params, t.totals.params), True)
-BYTES = Column("fp32 bytes", lambda r, t: human(4 * r.params, "B"), True)
+TRAINABLE = Column("Trainable", lambda r, t: f"{r.trainable_params:,}", True, drop=2)
+FROZEN = Column("Frozen", lambda r, t: f"{r.frozen_params:,}", True, drop=4)
+PARAM_SHARE = Column("% params", lambda r, t: share(r.params, t.totals.params), True, drop=5)
+BYTES = Column("fp32", lambda r, t: human_bytes(4 * r.params), True, drop=6)
 FLOPS = Column("FLOPs", lambda r, t: human(r.flops), True)
-MACS = Column("MACs", lambda r, t: human(r.macs), True)
-FLOP_SHARE = Column("% FLOPs", lambda r, t: share(r.flops, t.totals.flops), True)
+MACS = Column("MACs", lambda r, t: human(r.macs), True, drop=7)
+FLOP_SHARE = Column("% FLOPs", lambda r, t: share(r.flops, t.totals.flops), True, drop=2)
 
 
 def _rf(key: str):
@@ -47,8 +49,8 @@ def _rf(key: str):
     return cell
 
 
-RF = Column("RF", _rf("size"), True)
-JUMP = Column("Jump", _rf("jump"), True)
+RF = Column("RF", _rf("size"), True, drop=1)
+JUMP = Column("Jump", _rf("jump"), True, drop=8)
 TRAIN_FLOPS = Column("Train FLOPs", lambda r, t: human(r.train_flops) if r.train_flops is not None else "—", True)
 
 VIEWS: Dict[str, List[Column]] = {
@@ -82,8 +84,13 @@ def header(t: Trace, view: str) -> str:
     return f"{t.model} — {TITLES[view]} — input {input_text(t)} on {t.device}"
 
 
-def caption(t: Trace) -> str:
-    return f"FLOPs convention: {t.flops_convention}."
+SHORT_CONVENTION = ("FLOPs = 2 × MACs of conv, linear, matmul, attention and RNN ops; element-wise, pooling "
+                    "and normalisation are not counted.")
+
+
+def caption(t: Trace, view: str = "summary") -> str:
+    """The FLOPs convention, short, where FLOPs are shown (the JSON keeps the full text)."""
+    return SHORT_CONVENTION if view in ("flops", "summary") else ""
 
 
 def uncounted_line(t: Trace) -> str:
@@ -104,7 +111,7 @@ def totals_lines(t: Trace) -> List[str]:
     return [
         f"input {input_text(t)} → output {shape_text(t.output_shape)}  (device: {t.device})",
         f"params {tot.params:,} ({human(tot.params)}), trainable {tot.trainable_params:,}, "
-        f"frozen {tot.params - tot.trainable_params:,}, {human(4 * tot.params, 'B')} at float32",
+        f"frozen {tot.params - tot.trainable_params:,}, {human_bytes(4 * tot.params)} at float32",
         f"FLOPs {tot.flops:,} ({human(tot.flops)}), MACs {tot.macs:,} ({human(tot.macs)}) per forward pass",
     ] + ([f"training step (forward + backward): {tot.train_flops:,} FLOPs ({human(tot.train_flops)}), "
           f"{tot.train_flops / tot.flops:.2f}x the forward" if tot.flops else

@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 
 from archscope.analysis.compare import Comparison, Comparisons
 from archscope.inputs import shape_text
+from archscope.report.fit import FitColumn, FitTable
 from archscope.report.render import renders
 from archscope.report.text import csv_of, human, human_bytes
 
-TITLES = ("Model", "Input", "Params", "FLOPs", "Train-step FLOPs", "Train memory", "Smallest side",
-          "First FC in", "Output RF")
+COLUMNS = (FitColumn("Model", wrap=True), FitColumn("Input"), FitColumn("Params", True), FitColumn("FLOPs", True),
+           FitColumn("Train-step FLOPs", True, 3), FitColumn("Train memory", True, 2),
+           FitColumn("Smallest side", True, 4), FitColumn("First FC in", True, 5), FitColumn("Output RF", True, 6))
+TITLES = tuple(c.title for c in COLUMNS)
 
 
 def _cells(c: Comparison):
@@ -49,9 +51,5 @@ def compare_markdown(rows: Comparisons) -> str:
 
 @renders(Comparisons, "table")
 def compare_table(rows: Comparisons):
-    tbl = Table(title="archscope compare", header_style="bold", caption=_caption(rows))
-    for i, title in enumerate(TITLES):
-        tbl.add_column(title, justify="left" if i < 2 else "right")
-    for r in rows:
-        tbl.add_row(*_cells(r))
-    return Group(tbl, *(Text(f"note: {n}", style="yellow") for n in _notes(rows)))
+    tbl = FitTable(COLUMNS, [_cells(r) for r in rows], title="archscope compare")
+    return Group(tbl, Text(_caption(rows), style="dim"), *(Text(f"note: {n}", style="yellow") for n in _notes(rows)))

@@ -1,10 +1,12 @@
 """``archscope list``: one row per model, with the library's published figures when it has them."""
 from __future__ import annotations
 
-from rich.table import Table
+from rich.console import Group
+from rich.text import Text
 
 from archscope.analysis.listing import ListedModel, Listing
 from archscope.inputs import shape_text
+from archscope.report.fit import FitColumn, FitTable
 from archscope.report.render import renders
 from archscope.report.text import csv_of, human
 
@@ -23,19 +25,21 @@ def _cells(r: ListedModel, published: bool):
     cells = [r.name, _shape(r.input_shape), f"{r.params:,}" if r.params is not None else "—",
              human(r.flops) if r.flops is not None else "—"]
     if published:
-        cells += [f"{r.published_params:,}" if r.published_params is not None else "—",
+        mark = " *" if r.published_note else ""
+        cells += [f"{r.published_params:,}{mark}" if r.published_params is not None else "—",
                   f"{r.macs_g:.3f}" if r.flops is not None else "—",
                   f"{r.published_gmacs:.3f}" if r.published_gmacs is not None else "—"]
     return tuple(cells + [r.description])
 
 
-def _titles(published: bool):
-    return ("Model", "Default input", "Params", "FLOPs") + \
-        (("Published params", "GMACs", "Published GMACs") if published else ()) + ("Description",)
-
-
-def _numeric(published: bool):
-    return {2, 3, 4, 5, 6} if published else {2, 3}
+def _columns(published: bool):
+    """With a library's published figures beside ours, our FLOPs (also shown as GMACs) and the
+    description (the library's task) are what a narrow terminal can do without."""
+    return ([FitColumn("Model", wrap=True), FitColumn("Input"), FitColumn("Params", True),
+             FitColumn("FLOPs", True, 8 if published else 0)]
+            + ([FitColumn("Params (tv)", True, 3), FitColumn("GMACs", True, 2), FitColumn("GMACs (tv)", True, 4)]
+               if published else [])
+            + [FitColumn("Description", drop=9 if published else 1, wrap=True)])
 
 
 @renders(Listing, "csv")
@@ -46,20 +50,17 @@ def listing_csv(rows: Listing) -> str:
 @renders(Listing, "markdown")
 def listing_markdown(rows: Listing) -> str:
     published = _published(rows)
-    titles, numeric = _titles(published), _numeric(published)
-    lines = ["| " + " | ".join(titles) + " |",
-             "|" + "|".join("---:" if i in numeric else "---" for i in range(len(titles))) + "|"]
+    cols = _columns(published)
+    lines = ["| " + " | ".join(c.title for c in cols) + " |",
+             "|" + "|".join("---:" if c.numeric else "---" for c in cols) + "|"]
     lines += ["| " + " | ".join(_cells(r, published)) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    notes = [f"* {r.name}: {r.published_note}" for r in rows if r.published_note]
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
 @renders(Listing, "table")
 def listing_table(rows: Listing):
     published = _published(rows)
-    titles, numeric = _titles(published), _numeric(published)
-    tbl = Table(title=TITLES.get(rows.source, "archscope zoo"), header_style="bold")
-    for i, t in enumerate(titles):
-        tbl.add_column(t, justify="right" if i in numeric else "left")
-    for r in rows:
-        tbl.add_row(*_cells(r, published))
-    return tbl
+    table = FitTable(_columns(published), [_cells(r, published) for r in rows],
+                     title=TITLES.get(rows.source, "archscope zoo"))
+    return Group(table, *(Text(f"* {r.name}: {r.published_note}", style="dim") for r in rows if r.published_note))

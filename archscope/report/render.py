@@ -8,6 +8,7 @@ result shows its table in a terminal and in Jupyter without importing this layer
 from __future__ import annotations
 
 import io
+import shutil
 from typing import Any, Callable, Dict, Optional
 
 from rich.console import Console
@@ -58,5 +59,14 @@ def html_of(renderable, width: int = 140) -> str:
     return console.export_html(inline_styles=True, code_format="<pre style=\"font-family:monospace\">{code}</pre>")
 
 
+def text_of(renderable) -> str:
+    """Any rich renderable as plain text at the terminal's width (``str()`` of a result)."""
+    console = Console(file=io.StringIO(), width=shutil.get_terminal_size((100, 24)).columns, color_system=None,
+                      force_terminal=False, force_jupyter=False)
+    console.print(renderable)
+    return console.file.getvalue().rstrip("\n")
+
+
 Result.show = staticmethod(lambda result: render(result, "table"))
 Result.html = staticmethod(html_of)
+Result.text = staticmethod(text_of)

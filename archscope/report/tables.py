@@ -6,12 +6,12 @@ import io
 
 from rich.console import Group
 from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
 from archscope.analysis.records import LayerRow, Trace
 from archscope.inputs import shape_text
 from archscope.report.columns import caption, columns, header, totals_lines, uncounted_line
+from archscope.report.fit import FitColumn, FitTable
 from archscope.report.render import renders
 
 CSV_FIELDS = ["name", "type", "depth", "output_shape", "params", "trainable_params", "flops", "macs", "calls", "kind"]
@@ -24,24 +24,26 @@ def total_row(t: Trace) -> LayerRow:
                     tot.flops, 1, kind="total", train_flops=tot.train_flops)
 
 
-def table(t: Trace, view: str = "summary") -> Table:
-    tbl = Table(header_style="bold")
+def table(t: Trace, view: str = "summary") -> FitTable:
     cols = columns(view, t)
-    for col in cols:
-        tbl.add_column(col.title, justify="right" if col.numeric else "left", no_wrap=True)
-    for row in t.rows:
-        style = "dim" if row.kind not in ("module", "container") or (row.kind == "module" and row.calls == 0) else None
-        tbl.add_row(*(col.cell(row, t) for col in cols), style=style)
+    rows = [[col.cell(row, t) for col in cols] for row in t.rows]
+    styles = ["dim" if row.kind not in ("module", "container") or (row.kind == "module" and row.calls == 0) else None
+              for row in t.rows]
     if view != "shapes":
         total = total_row(t)
-        tbl.add_row(*(col.cell(total, t) for col in cols), style="bold", end_section=True)
-    return tbl
+        rows.append([col.cell(total, t) for col in cols])
+        styles.append("bold")
+    fit = [FitColumn(c.title, c.numeric, c.drop, c.wrap) for c in cols]
+    return FitTable(fit, rows, styles, last_is_total=view != "shapes")
 
 
 @renders(Trace, "table")
 def summary_table(t: Trace, view: str = "summary"):
     # Header and convention are lines of their own: a table caption would wrap to the table's width.
-    parts = [Text(header(t, view), style="bold"), Text(caption(t), style="dim"), table(t, view)]
+    parts = [Text(header(t, view), style="bold")]
+    if caption(t, view):
+        parts.append(Text(caption(t, view), style="dim"))
+    parts.append(table(t, view))
     if view == "summary":
         parts.append(Panel("\n".join(totals_lines(t)), title="totals", expand=False))
     if t.uncounted_ops:
@@ -67,7 +69,7 @@ def to_csv(t: Trace, view: str = "summary") -> str:
 @renders(Trace, "markdown")
 def to_markdown(t: Trace, view: str = "summary") -> str:
     cols = columns(view, t)
-    lines = [f"**{header(t, view)}**", "", f"_{caption(t)}_", ""]
+    lines = [f"**{header(t, view)}**", ""] + ([f"_{caption(t, view)}_", ""] if caption(t, view) else [])
     lines.append("| " + " | ".join(c.title for c in cols) + " |")
     lines.append("|" + "|".join("---:" if c.numeric else "---" for c in cols) + "|")
     for row in t.rows:

@@ -16,11 +16,14 @@ from archscope.train.device import autocast, pick_device
 from archscope.train.model import build_model, check_side, meta_model
 
 
-@dataclass
+@dataclass(repr=False)
 class Evaluation(Result):
     loss: float
     accuracy: float
     confusion: List[List[int]]  # confusion[true][predicted]
+
+    def summary(self) -> str:
+        return f"test accuracy {self.accuracy:.4f}, loss {self.loss:.4f}, {sum(map(sum, self.confusion)):,} images"
 
     def per_class(self) -> List[Dict[str, Any]]:
         rows = []

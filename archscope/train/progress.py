@@ -10,8 +10,19 @@ def start_line(run) -> str:
     cfg, dist = run.cfg, run.dist
     return (f"training {cfg.model} on {run.device}{f' × {dist.world} processes' if dist.active else ''} "
             f"({'bf16 autocast' if run.amp else 'fp32'}): {len(run.train_set):,} images at {run.side}×{run.side}, "
-            f"batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr:g}, schedule {cfg.schedule}, {cfg.epochs} epochs "
+            f"batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr:g}, schedule {cfg.schedule}, {plural(cfg.epochs, 'epoch')} "
             f"→ {run.folder} (run {cfg.run_id})")
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def estimate(steps_timed: int, seconds: float, steps_per_epoch: int, steps_left: int) -> tuple:
+    """(seconds an epoch, seconds for the steps left) from ``steps_timed`` steps that took
+    ``seconds`` after the warm-up (the first step, which pays for allocation and kernel choice)."""
+    per_step = seconds / max(steps_timed, 1)
+    return per_step * steps_per_epoch, per_step * steps_left
 
 
 def epoch_line(row: Dict[str, Any], epochs: int) -> str:
@@ -34,7 +45,8 @@ class EpochProgress:
     anyway (its first step, then every 1/20 epoch); after the first steps, one line estimates
     the whole run, and on CPU says how to make a long one fast."""
 
-    ESTIMATE_AFTER = 5  # steps: the first ones include warm-up
+    ESTIMATE_AFTER = 5  # steps timed after the first (warm-up) step before the run is estimated
+    REVISE_BY = 0.3  # a later estimate this far off the first one is said again, once
 
     def __init__(self, run, epoch: int, start: int):
         from rich.progress import (
@@ -49,8 +61,11 @@ class EpochProgress:
         self.run, self.epoch, self.start = run, epoch, start
         self.t0 = time.perf_counter()
         self.estimated = epoch > 0 or start > 0 or not run.dist.main
+        self.warm = None  # (time, steps done) at the first refresh: the clock starts after the warm-up step
+        self.first_estimate = None
+        self.revised = False
         console = run.console
-        self.progress = Progress(TextColumn(f"epoch {epoch + 1}/{run.cfg.epochs}"), BarColumn(), MofNCompleteColumn(),
+        self.progress = Progress(TextColumn(f"epoch {epoch + 1}/{run.cfg.epochs}"), BarColumn(bar_width=16), MofNCompleteColumn(),
                                  TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("eta"),
                                  TimeRemainingColumn(), console=console, transient=True,
                                  disable=not (console.is_terminal and run.dist.main))
@@ -65,20 +80,34 @@ class EpochProgress:
 
     def update(self, done: int, sums) -> None:
         seen = max(sums["seen"].item(), 1)
-        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        now = time.perf_counter()
+        elapsed = max(now - self.t0, 1e-9)
         rate = seen / elapsed
         stats = f"loss {sums['loss'].item() / seen:.4f}  acc {sums['correct'].item() / seen:.4f}  {rate:,.0f} img/s"
         self.progress.update(self.task, completed=done, stats=stats)
-        if not self.estimated and done - self.start >= min(self.ESTIMATE_AFTER, self.run.steps_per_epoch):
-            self.estimated = True
-            self._estimate(done, elapsed)
-
-    def _estimate(self, done: int, elapsed: float) -> None:
+        if self.warm is None:
+            self.warm = (now, done)
+            return
+        timed = done - self.warm[1]
+        if timed <= 0:
+            return
         run = self.run
-        per_step = elapsed / max(done - self.start, 1)
-        total = per_step * run.total_steps
-        run.say(f"measured {run.cfg.batch_size / per_step:,.0f} img/s: ≈ {_duration(per_step * run.steps_per_epoch)} "
-                f"an epoch, ≈ {_duration(total)} for {run.cfg.epochs} epochs on {run.device.type}")
+        per_epoch, rest = estimate(timed, now - self.warm[0], run.steps_per_epoch,
+                                   run.total_steps - (self.epoch * run.steps_per_epoch + done))
+        if not self.estimated and timed >= min(self.ESTIMATE_AFTER, run.steps_per_epoch - 1):
+            self.estimated = True
+            self.first_estimate = per_epoch
+            self._estimate(per_epoch, rest + (done * per_epoch / run.steps_per_epoch), timed, now - self.warm[0])
+        elif (self.first_estimate and not self.revised and done >= run.steps_per_epoch // 2
+              and abs(per_epoch - self.first_estimate) > self.REVISE_BY * self.first_estimate):
+            self.revised = True
+            run.say(f"revised: ≈ {_duration(per_epoch)} an epoch, ≈ {_duration(rest)} to go")
+
+    def _estimate(self, per_epoch: float, total: float, timed: int, seconds: float) -> None:
+        run = self.run
+        rate = run.cfg.batch_size * timed / seconds
+        run.say(f"measured {rate:,.0f} img/s after warm-up: ≈ {_duration(per_epoch)} an epoch, "
+                f"≈ {_duration(total)} for {plural(run.cfg.epochs, 'epoch')} on {run.device.type}")
         if run.device.type == "cpu" and total > 15 * 60:
             run.say(f"that is long on a CPU: a CUDA GPU makes it minutes; for a quick look, try "
                     f"--limit-train 5000 or a smaller --resize (the smallest {run.cfg.model} accepts is shown by "

@@ -16,7 +16,7 @@ from archscope.analysis.diagnose import solver
 from archscope.analysis.diagnose.arithmetic import output_sides
 from archscope.analysis.diagnose.blame import classify, failing_layer
 from archscope.errors import first_line
-from archscope.inputs import shape_text
+from archscope.inputs import layer_name, shape_text
 
 
 def _x(dims: Sequence[int]) -> str:
@@ -34,7 +34,7 @@ class Diagnosis:
     error: str  # PyTorch's own message, first line
 
     def one_line(self) -> str:
-        where = f"{self.layer or '(model)'} ({self.layer_type})" if self.layer_type else "the model"
+        where = f"{layer_name(self.layer) or '(model)'} ({self.layer_type})" if self.layer_type else "the model"
         return f"{where} failed: {self.problem}; fix: {self.fix}"
 
     def to_dict(self) -> Dict[str, Any]:
@@ -50,7 +50,7 @@ def diagnose(model: nn.Module, shape: Optional[Sequence[int]], error: BaseExcept
         arriving = list(shape) if shape is not None else None
         return Diagnosis(None, None, arriving, "other", message, "check the model's forward for this input", message)
     name, module, arriving = found
-    label = name or type(module).__name__
+    label = layer_name(name) or type(module).__name__
     kind = classify(module, arriving)
     type_name = type(module).__name__
     image = shape is not None and len(shape) == 4 and shape[2] == shape[3]
@@ -97,7 +97,7 @@ def diagnose(model: nn.Module, shape: Optional[Sequence[int]], error: BaseExcept
                     lname, want = width
                     sides = solver.sides_giving_width(model, shape, lname, want)
                     if sides:
-                        fix += f"; the whole model runs only at sides {sides[0]}..{sides[1]} ({lname} needs {want} features)"
+                        fix += f"; the whole model runs only at sides {sides[0]}..{sides[1]} ({layer_name(lname)} needs {want} features)"
         else:
             fix = "feed a larger input, or use less downsampling (smaller stride/kernel, fewer pools)"
         return Diagnosis(name, type_name, arriving, kind, problem, fix, message)
