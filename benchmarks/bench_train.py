@@ -92,7 +92,7 @@ def ours(model_name, kwargs, batch_size, steps, warmup, device) -> float:
 def main():
     from archscope.models import get_entry
 
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch-size", type=int, default=256)

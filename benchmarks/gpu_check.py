@@ -34,6 +34,10 @@ def peak_tflops(name: str) -> float:
 
 
 def main():
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="EPOCHS=N sets the epochs per model (default 1).").parse_args()
     if not torch.cuda.is_available():
         sys.exit("gpu_check needs a CUDA GPU")
     gpu = torch.cuda.get_device_name()

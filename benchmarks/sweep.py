@@ -42,7 +42,7 @@ def sweep(source: str, pattern: str):
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--timm", action="store_true", help="also sweep timm's models")
     parser.add_argument("--pattern", default="*")
     args = parser.parse_args()

@@ -39,3 +39,16 @@ def test_cli_formats(cli):
     md = cli("compare", "lenet", "tv:resnet18", "-f", "markdown").stdout
     assert "| tv:resnet18 | 1×3×224×224 | 11,689,512 |" in md
     assert cli("compare", "lenet", "nosuchmodel").exit_code == 2
+
+
+def test_output_rf_is_the_deepest_feature_map_even_after_global_pooling():
+    """GoogLeNet's deepest feature map is b5's 1×1024×1×1 after its global pool: it sees the whole
+    input (779 px across, the field tests/test_receptive_field.py checks against autograd), not the
+    651 of the last conv before the pool."""
+    from archscope import trace
+
+    (goog,) = compare(["googlenet"])
+    b5 = trace("googlenet", rf=True).row("b5").rf
+    assert goog.output_rf == b5["size"] == [779, 779] and goog.output_rf_whole and b5["whole_input"]
+    (alex,) = compare(["alexnet"])
+    assert not alex.output_rf_whole  # AlexNet's last map, 1×256×5×5, sees 195 px of the 224

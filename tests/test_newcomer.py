@@ -126,3 +126,19 @@ def test_the_first_estimate_leaves_the_warm_up_out(monkeypatch):
     for done in range(1, 8):
         bar.update(done, sums)
     assert said == ["measured 32 img/s after warm-up: ≈ 60 s an epoch, ≈ 60 s for 1 epoch on cuda"]
+
+
+@pytest.mark.parametrize("script", sorted(f for f in os.listdir(os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+                                          if f.endswith(".py")))
+def test_each_benchmark_explains_itself_without_running(script):
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, os.path.join("benchmarks", script), "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("usage:") and len(done.stdout.splitlines()) > 2
+    assert time.perf_counter() - start < 60  # tv_conformance's 92-model run did not start

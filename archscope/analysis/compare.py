@@ -31,6 +31,7 @@ class Comparison:
     output_rf: Optional[List[int]]  # receptive field of the deepest spatial feature map
     batch: int
     note: Optional[str] = None
+    output_rf_whole: bool = False  # that feature map has mixed every position (after global pooling)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -46,9 +47,14 @@ class Comparisons(Result, list):
         return f"{len(self)} models: {', '.join(c.model for c in self)}"
 
 
-def _deepest_field(t) -> Optional[List[int]]:
-    fields = [r.rf for r in t.rows if r.rf and not r.rf.get("whole_input")]
-    return fields[-1]["size"] if fields else None
+def _deepest_field(t) -> Optional[dict]:
+    """The receptive field of the deepest spatial feature map (the last row whose output still has
+    spatial axes: GoogLeNet's 1×1024×1×1 after its global pool, AlexNet's 1×256×5×5)."""
+    def spatial(shape) -> bool:
+        return isinstance(shape, list) and len(shape) >= 3 and all(isinstance(d, int) for d in shape)
+
+    fields = [r.rf for r in t.rows if r.rf and spatial(r.output_shape)]
+    return fields[-1] if fields else None
 
 
 def _smallest_running_side(module, shape) -> Optional[int]:
@@ -77,11 +83,13 @@ def compare_one(spec: Any, batch: int = 1, model_kwargs: Optional[Dict[str, Any]
     linear = report.first_linear()
     if linear is not None:
         first_fc = linear.arriving
+    deepest = _deepest_field(t)
     loaded = load_model(spec, device="meta", **kwargs)
     shape = resolve_inputs(None, loaded.module, loaded.default_input).shape
     return Comparison(t.model, t.input_shape, t.totals.params, t.totals.flops, train_flops, memory_bytes,
-                      _smallest_running_side(loaded.module, shape), first_fc, _deepest_field(t), batch,
-                      "; ".join(notes) or None)
+                      _smallest_running_side(loaded.module, shape), first_fc,
+                      deepest["size"] if deepest else None, batch, "; ".join(notes) or None,
+                      bool(deepest and deepest.get("whole_input")))
 
 
 def compare(models: Sequence[Any], batch: int = 1, model_kwargs: Optional[Dict[str, Any]] = None) -> "Comparisons":

@@ -19,6 +19,7 @@ TITLES = tuple(c.title for c in COLUMNS)
 def _cells(c: Comparison):
     dash = "—"
     rf = dash if not c.output_rf else (str(c.output_rf[0]) if len(set(c.output_rf)) == 1 else "×".join(map(str, c.output_rf)))
+    rf += " (whole)" if c.output_rf and c.output_rf_whole else ""
     return (c.model, shape_text(c.input_shape), f"{c.params:,}", human(c.flops),
             human(c.train_flops) if c.train_flops is not None else dash,
             human_bytes(c.memory_bytes) if c.memory_bytes is not None else dash,
