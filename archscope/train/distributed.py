@@ -61,13 +61,14 @@ def stop() -> None:
 
 
 def reduce(t: torch.Tensor, dist: Dist, op: str = "sum") -> torch.Tensor:
-    """The sum (or max) over ranks, as a copy: the local value is left alone."""
+    """The sum, max or min over ranks, as a copy: the local value is left alone. ``t`` must be on
+    the training device (NCCL reduces CUDA tensors only)."""
     if not dist.active:
         return t
     import torch.distributed as td
 
     out = t.clone()
-    td.all_reduce(out, op=td.ReduceOp.SUM if op == "sum" else td.ReduceOp.MAX)
+    td.all_reduce(out, op={"sum": td.ReduceOp.SUM, "max": td.ReduceOp.MAX, "min": td.ReduceOp.MIN}[op])
     return out
 
 
@@ -101,4 +102,18 @@ def launch(nproc: int, argv: List[str], console) -> int:
     command = torchrun_command(nproc, argv)
     console.print(f"launching: torchrun --standalone --nproc-per-node={nproc} {' '.join(command[6:])}",
                   highlight=False, markup=False)
-    return subprocess.run(command).returncode
+    code = subprocess.run(command).returncode
+    if code not in (0, 130):
+        console.print(f"error: training processes failed (torchrun exited with code {code}: a process raised, "
+                      f"was killed or lost its peers); {_resume_hint(argv)}", style="red", highlight=False,
+                      markup=False)
+    return code
+
+
+def _resume_hint(argv: List[str]) -> str:
+    """How to go on from the run's last checkpoint, from the arguments the run was given."""
+    model = argv[argv.index("train") + 1] if "train" in argv and argv.index("train") + 1 < len(argv) else "MODEL"
+    out = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--out"),
+               next((a.split("=", 1)[1] for a in argv if a.startswith("--out=")), None))
+    folder = out or "runs/<this run>"
+    return f"the last checkpoint resumes with: archscope train {model} --resume {folder}/last.pt"

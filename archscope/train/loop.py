@@ -171,8 +171,13 @@ def train_epoch(run: Run, epoch: int, first: int, sums, stop: StopRequest, on_st
             sums["worst"] = torch.maximum(sums["worst"], torch.nan_to_num(per_image.float(), nan=float("inf")))
             if on_step is not None:
                 on_step(epoch, step, stop)
-            stopping = _agree_on_stop(stop, dist)
-            if step == first or (step + 1) % log_every == 0 or step + 1 == run.steps_per_epoch or stopping:
+            # The host syncs only here: at the first step, every 1/20 epoch and the last step. Under
+            # torchrun the ranks also agree on a stop only here (every rank reaches the same points),
+            # so Ctrl-C takes effect within 1/20 epoch; alone, a stop is seen at once.
+            log_point = step == first or (step + 1) % log_every == 0 or step + 1 == run.steps_per_epoch
+            stopping = False
+            if log_point or (not dist.active and stop.signal_name is not None):
+                stopping = _agree_on_stop(stop, dist, run.device)
                 totals = _reduced(sums, dist)
                 _check_finite(totals, epoch, cfg)
                 bar.update(step + 1, totals)
@@ -181,21 +186,31 @@ def train_epoch(run: Run, epoch: int, first: int, sums, stop: StopRequest, on_st
     return None
 
 
-def _agree_on_stop(stop: StopRequest, dist: distributed.Dist) -> bool:
-    """Under torchrun every rank gets the signal, not necessarily at the same step: agree."""
+def _agree_on_stop(stop: StopRequest, dist: distributed.Dist, device: torch.device) -> bool:
+    """Under torchrun every rank gets the signal, not necessarily at the same step: agree. The flag
+    lives on the training device: NCCL reduces CUDA tensors only."""
     if not dist.active:
         return stop.signal_name is not None
-    flag = distributed.reduce(torch.tensor([1 if stop.signal_name else 0]), dist, "max")
-    if flag.item() and stop.signal_name is None:
+    flag = distributed.reduce(torch.tensor([1 if stop.signal_name else 0], device=device), dist, "max")
+    agreed = bool(flag.item())
+    if agreed and stop.signal_name is None:
         stop.signal_name = "SIGTERM"
-    return bool(flag.item())
+    return agreed
 
 
 def _reduced(sums, dist: distributed.Dist) -> Dict[str, torch.Tensor]:
+    """The sums of every rank: losses, counts and steps add; the worst loss is the maximum; the
+    first bad step is the earliest any rank saw (a rank without one reports -1)."""
     if not dist.active:
         return sums
-    # Sums add over ranks; the first bad step and the worst loss are maxima.
-    return {k: distributed.reduce(v, dist, "max" if k in ("first_bad", "worst") else "sum") for k, v in sums.items()}
+    out = {k: distributed.reduce(v, dist, "max" if k == "worst" else "sum") for k, v in sums.items() if k != "first_bad"}
+    if "first_bad" not in sums:
+        return out
+    never = torch.iinfo(torch.long).max
+    bad = sums["first_bad"]
+    earliest = distributed.reduce(torch.where(bad < 0, torch.full_like(bad, never), bad), dist, "min")
+    out["first_bad"] = torch.where(earliest == never, torch.full_like(bad, -1), earliest)
+    return out
 
 
 def _zero_sums(device) -> Dict[str, torch.Tensor]:
