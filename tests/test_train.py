@@ -108,6 +108,12 @@ def _history_numbers(history):
     return [(h["train_loss"], h["train_acc"], h["test_loss"], h["test_acc"]) for h in history]
 
 
+def test_lenet_ten_epochs_reach_090(tmp_path):
+    """D2L's classic result for this chapter: LeNet ≥ 0.90 after 10 epochs, with the default recipe on CPU."""
+    result = train(TrainConfig("lenet", epochs=10, device="cpu", out=str(tmp_path / "run")), console=quiet_console())
+    assert result.history[-1]["test_acc"] >= 0.90 and result.best_test_acc >= 0.90
+
+
 @pytest.mark.parametrize("stop_at", [(0, 5), (1, 0), (0, 10)])  # mid-epoch, first step of epoch 2, last step of epoch 1 (11 steps)
 def test_resume_equals_uninterrupted(tmp_path, stop_at):
     whole = train(small(tmp_path / "a", epochs=3, limit_train=2816), console=quiet_console())

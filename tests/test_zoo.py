@@ -68,7 +68,7 @@ def test_registry_refuses_a_duplicate_unless_replacing():
         assert get_entry("dup-test").default_side == 8
         assert count(get_model("dup-test", width=6)) == linear_params(6, 2)
         from archscope.models import recipe_for
-        assert recipe_for("dup-test").lr == 0.25 and recipe_for("lenet").lr == 0.02
+        assert recipe_for("dup-test").lr == 0.25 and recipe_for("lenet").lr == 0.03
     finally:
         unregister_model("dup-test")
 

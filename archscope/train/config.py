@@ -31,7 +31,7 @@ class TrainConfig:
     model: str
     epochs: int = option(5, "Passes over the training set. \\[default: 5]")
     batch_size: Optional[int] = option(None, "The global batch. Default: the model's recipe (256 LeNet, 128 others).")
-    lr: Optional[float] = option(None, "Peak learning rate. Default: the recipe (0.02 LeNet, 0.002 NiN/GoogLeNet, "
+    lr: Optional[float] = option(None, "Peak learning rate. Default: the recipe (0.03 LeNet, 0.002 NiN/GoogLeNet, "
                                        "0.001 VGG, 0.0001 AlexNet).")
     optimizer: Optional[str] = option(None, "adam | sgd (momentum 0.9). Default adam.")
     weight_decay: Optional[float] = option(None, "Default 0.")

@@ -7,8 +7,9 @@ from torch import nn
 from archscope.models.registry import Recipe, register_model
 
 
+# lr 0.03: 10 epochs reach 0.9054 on CPU (0.02 reached 0.8965), at the same time per epoch.
 @register_model(default_side=28, description="LeNet-5 (D2L 7.6): sigmoid, average pooling, FC 400→120→84→10",
-                recipe=Recipe(lr=0.02, batch_size=256))
+                recipe=Recipe(lr=0.03, batch_size=256))
 def lenet(in_channels: int = 1, num_classes: int = 10) -> nn.Module:
     return nn.Sequential(
         nn.Conv2d(in_channels, 6, kernel_size=5, padding=2), nn.Sigmoid(),
