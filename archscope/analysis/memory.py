@@ -177,17 +177,21 @@ def _training_activations(model, args, kwargs, amp: bool):
     order = _OpOrder(weights)
     saved: Dict[int, tuple] = {}  # storage → (index of the op that saved it, bytes)
 
+    sizes: Dict[int, int] = {}  # storage → element size
+
     def pack(t):
         key = t.untyped_storage()._cdata
         if key not in frozen and key not in saved:
-            nbytes = t.untyped_storage().nbytes()
-            if amp and key in order.autocast_inputs and t.element_size() > 2:
-                nbytes = nbytes * 2 // t.element_size()
-            saved[key] = (order.index, nbytes)
+            saved[key] = (order.index, t.untyped_storage().nbytes())
+            sizes[key] = t.element_size()
         return t
 
     with running_mode(model, True), torch.enable_grad(), order, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
+    if amp:  # what autocast casts (the inputs of convolutions and matrix products) is kept at 2 bytes;
+        # known only once the forward is over, as a tensor is often saved by the op before the conv
+        saved = {key: (i, nbytes * 2 // sizes[key] if key in order.autocast_inputs and sizes[key] > 2 else nbytes)
+                 for key, (i, nbytes) in saved.items()}
     total = sum(nbytes for _, nbytes in saved.values())
     events = sorted([(i, nbytes) for i, nbytes in saved.values()] +
                     [(i, -weights[key]) for key, i in order.first_use.items()])
