@@ -5,6 +5,8 @@ The CLI prints ``str(error)`` as one line and exits with ``exit_code``; only
 """
 from __future__ import annotations
 
+import re
+
 
 class ArchscopeError(Exception):
     """Base class: a problem the user can fix, described in one line."""
@@ -49,4 +51,5 @@ def is_meta_limitation(error: BaseException) -> bool:
     text = str(error).lower()
     if 'missing the required "forward"' in text:
         return False
-    return "meta" in text or "data-dependent" in text or "data dependent" in text
+    # "meta" as a word ("meta tensor", "on the meta device", "'meta'"), not inside "metadata".
+    return bool(re.search(r"\bmeta\b", text)) or "data-dependent" in text or "data dependent" in text

@@ -8,6 +8,7 @@ tensors: one, a tuple of positional arguments, or a dict of keyword arguments).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
@@ -221,7 +222,10 @@ def load_input_data(path: str) -> Any:
     if not os.path.isfile(path):
         raise UsageError(f"--input-data: file not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's warning about a pickled file comes before our one line
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch(\.|$)")
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch(\.|$)")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unreadable file is the user's to fix
         reason = first_line(error).split(". ")[0]
         raise UsageError(f"--input-data {path} is not a tensor, tuple or dict saved with torch.save ({reason})") from None

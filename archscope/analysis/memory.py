@@ -222,16 +222,17 @@ def _inference_peak(model, args, kwargs) -> int:
     return live.peak
 
 
-def memory(model: Any, batch: int = 1, optimizer: str = "adam", amp: bool = False, input_size=None,
+def memory(model: Any, batch: Optional[int] = None, optimizer: str = "adam", amp: bool = False, input_size=None,
            fit: Optional[str] = None, model_kwargs: Optional[Dict[str, Any]] = None, **kwargs) -> MemoryReport:
-    """Memory of inference and of one training step at ``batch``, on the meta device.
+    """Memory of inference and of one training step at ``batch``, on the meta device. Without
+    ``batch``, the batch of ``input_size`` when it gives a full shape (``8x1x28x28``), else 1.
 
     >>> memory("alexnet", batch=8).params_bytes
     187058984
     """
     if optimizer not in OPTIMIZER_STATES:
         raise UsageError(f"unknown --optimizer '{optimizer}': use one of {', '.join(OPTIMIZER_STATES)}")
-    if batch < 1:
+    if batch is not None and batch < 1:
         raise UsageError(f"bad --batch {batch}: it must be a positive integer")
     model_kwargs = {**(model_kwargs or {}), **kwargs}
     loaded = load_model(model, device="meta", **model_kwargs)
@@ -249,6 +250,9 @@ def memory(model: Any, batch: int = 1, optimizer: str = "adam", amp: bool = Fals
             raise UsageError(f"{loaded.label} cannot run a training forward on meta at batch {b}: "
                              f"{first_line(error)}") from error
 
+    if batch is None:  # the input's own batch (8x1x28x28 → 8); a side or the default → 1
+        given = resolve_inputs(input_size, module, loaded.default_input)
+        batch = given.shapes[0][0] if input_size is not None and given.shapes and not isinstance(input_size, int) else 1
     inputs, (saved, backward_peak), peak = measure(batch)
     report = MemoryReport(loaded.label, inputs.describe(), batch, optimizer, amp, params_bytes, trainable,
                           OPTIMIZER_STATES[optimizer] * trainable, saved, peak, backward_peak, loaded.note)

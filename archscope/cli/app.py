@@ -5,6 +5,7 @@ Nothing heavy (torch, torchvision) is imported until a command runs, so ``--help
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
@@ -24,16 +25,22 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-# A terminal's own width, or COLUMNS when it is set; other piped output gets a wide console, so a
-# table written to a file is not squeezed into 80 columns.
-stdout = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 err = Console(stderr=True, soft_wrap=True)
+_output = [None]  # the real stdout while a command body runs (its own prints go to stderr)
+
+
+def _stdout():
+    return _output[0] or sys.stdout
 
 
 def run(debug: bool, action: Callable[[], Optional[int]]) -> None:
-    """Run a command body; its return value is the exit code."""
+    """Run a command body; its return value is the exit code. Whatever the user's code prints (at
+    import, while building, in a forward) goes to stderr: stdout carries archscope's output only,
+    so ``-f json`` and ``-f csv`` stay machine-readable."""
+    _output[0] = sys.stdout
     try:
-        code = action()
+        with contextlib.redirect_stdout(sys.stderr):
+            code = action()
     except ArchscopeError as error:
         if debug:
             traceback.print_exc()
@@ -50,15 +57,22 @@ def run(debug: bool, action: Callable[[], Optional[int]]) -> None:
         err.print(f"internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)",
                   style="red", highlight=False, markup=False)
         raise typer.Exit(1) from None
+    finally:
+        _output[0] = None
     raise typer.Exit(code or 0)
 
 
 def emit(rendered) -> None:
-    """A rendered result on stdout: text as is, a rich renderable through the console."""
+    """A rendered result on stdout: text as is, a rich renderable through a console of the
+    terminal's width, or COLUMNS when it is set; other piped output is 160 wide, so a table
+    written to a file is not squeezed into 80 columns."""
+    out = _stdout()
     if isinstance(rendered, str):
-        sys.stdout.write(rendered if rendered.endswith("\n") else rendered + "\n")
+        out.write(rendered if rendered.endswith("\n") else rendered + "\n")
+        out.flush()
     else:
-        stdout.print(rendered)
+        tty = hasattr(out, "isatty") and out.isatty()
+        Console(file=out, width=None if tty or os.environ.get("COLUMNS") else 160).print(rendered)
 
 
 def _version(value: bool):

@@ -50,7 +50,8 @@ INPUT_DATA = [Opt("input_data", Annotated[Optional[str], typer.Option(
     help="A tensor, tuple (positional inputs) or dict (keyword inputs) saved with torch.save, fed as is.")], None)]
 BATCH = [Opt("batch", Annotated[Optional[int], typer.Option("--batch", "-b", help="Batch size.", show_default=False)],
              None)]
-BATCH_1 = [Opt("batch", Annotated[int, typer.Option("--batch", "-b", help="Batch size.")], 1)]
+BATCH_1 = [Opt("batch", Annotated[Optional[int], typer.Option(
+    "--batch", "-b", help="Batch size. Default: the batch of --input, else 1.", show_default=False)], None)]
 DEPTH = [Opt("depth", Annotated[int, typer.Option("--depth", "-d", help="1 = the model's children, 2 = one level "
                                                                         "deeper, ...")], 1)]
 BUILD = [

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from archscope.cli.app import app, emit, err, run, stdout
+from archscope.cli.app import app, emit, err, run
 from archscope.cli.options import BUILD, FORMAT, MODEL, Opt, command, model_kwargs
 from archscope.errors import UsageError
 from archscope.train.config import TrainConfig, cli_options
@@ -65,11 +65,11 @@ def train_(o):
     if not distributed.from_env().main or result.interrupted:
         return 130 if result.interrupted else 0
     if result.history:
-        stdout.print(history_table(result.history))
-    stdout.print(f"best test accuracy {result.best_test_acc:.4f}; run saved in {result.run_dir} "
+        emit(history_table(result.history))
+    emit(f"best test accuracy {result.best_test_acc:.4f}; run saved in {result.run_dir} "
                  f"(metrics.jsonl, last.pt, best.pt{', curves.png' if result.plot_note is None else ''})")
     if result.plot_note:
-        stdout.print(f"note: {result.plot_note}")
+        emit(f"note: {result.plot_note}")
 
 
 EVAL_OPTIONS = [

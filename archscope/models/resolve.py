@@ -29,7 +29,11 @@ def load_model(spec: Any, device: str = "meta", **kwargs) -> Loaded:
     if isinstance(spec, nn.Module):
         if kwargs:
             raise UsageError("model options (--arg) apply only when archscope builds the model")
-        return Loaded(spec, type(spec).__name__, getattr(spec, "input_size", None), None)
+        wrapper = None
+        while isinstance(spec, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            wrapper, spec = type(spec).__name__, spec.module  # the model inside; the wrapper only scatters
+        note = f"the {wrapper} wrapper was unwrapped: these are the rows of its .module" if wrapper else None
+        return Loaded(spec, type(spec).__name__, getattr(spec, "input_size", None), None, note)
     if not isinstance(spec, str):
         raise UsageError(f"MODEL must be a zoo name, file.py:factory, module:attr or an nn.Module, not {type(spec).__name__}")
     prefix, sep, name = spec.partition(":")

@@ -6,6 +6,7 @@ to it. The user's own errors are reported with their file and line, not archscop
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -44,7 +45,8 @@ def load_factory(spec: str, device: str, kwargs: Dict[str, Any]) -> Loaded:
 
     def make() -> nn.Module:
         try:
-            model = factory(**kwargs)
+            with user_code(target, label, "building the model"):
+                model = factory(**kwargs)
         except Exception as error:  # noqa: BLE001 - the user's code raised: said with its file and line
             raise UsageError(f"{label} raised {user_error(error, target)}") from error
         if not isinstance(model, nn.Module):
@@ -70,6 +72,24 @@ def _check_kwargs(factory: Callable, kwargs: Dict[str, Any], label: str) -> None
             raise UsageError(f"{label} has no option '{key}'; it accepts: {', '.join(accepted) or 'no options'}")
 
 
+@contextlib.contextmanager
+def user_code(path: Optional[str], label: str, doing: str):
+    """Around the user's own code (importing it, calling a factory): what it prints goes to stderr,
+    so ``-f json`` stays machine-readable; it sees its own path as ``sys.argv`` (an argparse at
+    import time parses nothing of archscope's); ``sys.exit(N)`` becomes one line naming the file."""
+    argv = sys.argv
+    sys.argv = [path or label]
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    except SystemExit as error:
+        code = error.code if error.code is not None else 0
+        raise UsageError(f"{label} called sys.exit({code!r}) while {doing}: archscope needs it to "
+                         f"return instead (guard a script's main code with if __name__ == '__main__')") from None
+    finally:
+        sys.argv = argv
+
+
 def import_user(target: str):
     """Import ``path/to/file.py`` or ``package.module``; the user's own errors are
     reported with their file and line, not archscope's internals."""
@@ -84,7 +104,8 @@ def import_user(target: str):
         no_bytecode = sys.dont_write_bytecode
         sys.dont_write_bytecode = True  # inspection leaves the user's folders as they were
         try:
-            spec.loader.exec_module(module)
+            with user_code(path, target, "being imported"):
+                spec.loader.exec_module(module)
         except Exception as error:  # noqa: BLE001
             raise UsageError(f"importing {target} raised {user_error(error, path)}") from error
         finally:
@@ -92,7 +113,8 @@ def import_user(target: str):
             sys.path.remove(os.path.dirname(path))
         return module
     try:
-        return importlib.import_module(target)
+        with user_code(None, target, "being imported"):
+            return importlib.import_module(target)
     except ModuleNotFoundError as error:
         if error.name and target.startswith(error.name):
             raise UsageError(f"no module named '{target}' (is it installed, or did you mean a file path?)") from error
