@@ -52,18 +52,12 @@ def trace(
     mode and a real backward pass (of the sum of the outputs) on the same device, per row
     in ``train_flops``. ``rf=True`` adds each row's receptive field (``rf``: size, jump,
     start per spatial axis). ``collapse=True`` merges consecutive identical sibling rows into
-    one ``first … last`` row of type ``T ×N`` (as ``graph`` does). Builder options go in ``**kwargs`` or, when one is named like an
-    argument of ``trace`` itself, in ``model_kwargs``.
+    one ``first … last`` row of type ``T ×N`` (as ``graph`` does). Builder options go in
+    ``**kwargs`` or, when one is named like an argument of ``trace`` itself, in ``model_kwargs``.
     """
     model_kwargs = {**(model_kwargs or {}), **kwargs}
-    if depth < 1:
-        raise UsageError(f"bad --depth {depth}: it must be >= 1")
-    device = check_device(device)
-    loaded = load_model(model, device=device, **model_kwargs)
-    inputs = resolve_inputs(input_size, loaded.module, loaded.default_input, batch, dtypes, input_data)
-    run = attempt(loaded, inputs, device, FlopCounter(), train=train, rf=rf)
-    if run.error is not None:
-        raise failure(run, inputs, loaded)
+    loaded, inputs, run = counted_run(model, input_size, depth, device, batch, model_kwargs, dtypes, input_data,
+                                      train=train, rf=rf)
     module, counter = run.module, run.counter
 
     rows = build_rows(module, run.recorder, counter.by_key, depth, root_label=type(module).__name__,
@@ -85,6 +79,21 @@ def trace(
         note="; ".join(n for n in (loaded.note, run.note, _fields_note(run)) if n) or None,
         uncounted_ops=counter.uncounted_ops(),
     )
+
+
+def counted_run(model: Any, input_size: InputSize, depth: int, device: str, batch: Optional[int],
+                model_kwargs: Dict[str, Any], dtypes: Optional[List[Any]], input_data: Any, **options):
+    """Load the model, make its inputs, run it once with the FLOP counter (``options``: train, rf,
+    flow_depth); a failed forward is raised as one line with its diagnosis. ``(loaded, inputs, run)``."""
+    if depth < 1:
+        raise UsageError(f"bad --depth {depth}: it must be >= 1")
+    device = check_device(device)
+    loaded = load_model(model, device=device, **model_kwargs)
+    inputs = resolve_inputs(input_size, loaded.module, loaded.default_input, batch, dtypes, input_data)
+    run = attempt(loaded, inputs, device, FlopCounter(), **options)
+    if run.error is not None:
+        raise failure(run, inputs, loaded)
+    return loaded, inputs, run
 
 
 def failure(run: Attempt, inputs: Inputs, loaded) -> ModelFailure:

@@ -12,14 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from archscope.analysis.api import failure
-from archscope.analysis.counter import FlopCounter
+from archscope.analysis.api import counted_run
 from archscope.analysis.flow import FlowEdge, FlowNode
 from archscope.analysis.records import Result, Totals
-from archscope.analysis.run import attempt, check_device
-from archscope.errors import UsageError
-from archscope.inputs import InputSize, resolve_inputs
-from archscope.models import load_model
+from archscope.inputs import InputSize
 
 
 @dataclass(repr=False)
@@ -71,14 +67,8 @@ def graph(model: Any, input_size: InputSize = None, depth: int = 1, device: str 
     ['input', 'conv', 'view', 'fc', 'output']
     """
     model_kwargs = {**(model_kwargs or {}), **kwargs}
-    if depth < 1:
-        raise UsageError(f"bad --depth {depth}: it must be >= 1")
-    device = check_device(device)
-    loaded = load_model(model, device=device, **model_kwargs)
-    inputs = resolve_inputs(input_size, loaded.module, loaded.default_input, batch, dtypes, input_data)
-    run = attempt(loaded, inputs, device, FlopCounter(), flow_depth=depth)
-    if run.error is not None:
-        raise failure(run, inputs, loaded)
+    loaded, inputs, run = counted_run(model, input_size, depth, device, batch, model_kwargs, dtypes, input_data,
+                                      flow_depth=depth)
     flow = run.recorder.flow
     nodes, edges = flow.nodes, list(flow.edges.values())
     if collapse:
