@@ -176,3 +176,26 @@ def test_check_csv_and_markdown(cli):
     assert "fc.0,Linear,in_features,6400,9216,False" in rows and "fc.3,Linear,in_features,4096,," in rows  # not reached: both empty
     md = cli("check", "alexnet", "--size", "227", "-f", "markdown").stdout
     assert "| fc.0 | Linear | in_features=6400 | 9216 | 1×9216 | ✗ |" in md and "- fix: set in_features=9216" in md
+
+
+def test_a_linear_shared_by_two_sequentials_is_checked_where_it_is_called():
+    """The Linear is held by ``a`` and ``b`` and called through ``b``: it is reached (as ``b.fc``, the
+    row's name), the model is correct at 4×4 (1 × 4 × 4 = 16 features), and at 5×5 the fix names 4×4."""
+    fc = nn.Linear(16, 4)
+
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Sequential(nn.Flatten())
+            self.a.add_module("fc", fc)
+            self.b = nn.Sequential(nn.Flatten())
+            self.b.add_module("fc", fc)
+
+        def forward(self, x):
+            return self.b(x)
+
+    report = check(Shared(), input_size=(1, 1, 4, 4))
+    assert report.ok and [(c.name, c.arriving) for c in report.layers] == [("b.fc", 16)]
+    wrong = check(Shared(), input_size=(1, 1, 5, 5), sizes=(1, 8))
+    assert not wrong.ok and wrong.diagnosis.fix == "set in_features=25, or feed 4×4"
+    assert wrong.scan.to_dict()["linears"] == {"b.fc": {"in_features": 16, "valid_sides": [[4, 4]]}}

@@ -106,11 +106,15 @@ def check(
     run = attempt(loaded, inputs, device)
     module = run.module
     layers = []
+    called = run.recorder.modules if run.recorder else {}
     for name, layer in module.named_modules():
         contract = _contract(layer)
         if contract is None:
             continue
         field, expected, dim = contract
+        # A layer is known by the call path it was reached through (rows name it so): a Linear
+        # shared by two Sequentials and called through the second is reached, as "b.fc".
+        name = next((path for path, m in called.items() if m is layer), name)
         arriving_shape = run.recorder.inputs.get(name) if run.recorder else None
         arriving = None  # not reached, or several inputs
         if isinstance(arriving_shape, list) and arriving_shape and isinstance(arriving_shape[0], int) \

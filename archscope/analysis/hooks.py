@@ -33,6 +33,7 @@ class Recorder:
         self.names = {id(m): n for n, m in model.named_modules()}
         self.calls: Dict[str, int] = {}
         self.inputs: Dict[str, Any] = {}
+        self.modules: Dict[str, nn.Module] = {}  # call path → the module called by it
         self.outputs: Dict[str, Any] = {}
         self.first_seen: Dict[str, int] = {}  # path → index of its first call
         self.last_seen: Dict[str, int] = {}
@@ -59,6 +60,7 @@ class Recorder:
     def _pre(self, module, args, kwargs):
         path = self._path(module)
         self.stack.append((path, module, (args, kwargs)))
+        self.modules.setdefault(path, module)
         self.inputs[path] = shape_of(args) if args or not kwargs else shape_of(kwargs)
         if self.counter is not None:
             self.counter.attribute_to = path

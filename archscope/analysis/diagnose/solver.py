@@ -27,20 +27,17 @@ class Probe:
     ok: bool
     kind: Optional[str] = None  # why it failed: width | channels | spatial | other
     layer: Optional[str] = None
-    widths: Dict[str, int] = field(default_factory=dict)  # Linear name → features that reached it
+    widths: Dict[str, int] = field(default_factory=dict)  # Linear's call path → features that reached it
+    in_features: Dict[str, int] = field(default_factory=dict)  # Linear's call path → its in_features
+    reached: set = field(default_factory=set)  # ids of the Linears this probe reached
 
 
 def _shape(shape: Sequence[int], side: int) -> Tuple[int, ...]:
     return (shape[0], shape[1], side, side)
 
 
-def _linear_names(model: nn.Module) -> Dict[int, str]:
-    return {id(m): n for n, m in model.named_modules() if isinstance(m, nn.Linear)}
-
-
 def probe(model: nn.Module, shape: Sequence[int], side: int) -> Probe:
     """Run the model once on meta at ``side``×``side``."""
-    linears = _linear_names(model)
     x = torch.empty(_shape(shape, side), device="meta")
     try:
         _, rec = forward(model, (x,), {}, "meta")
@@ -51,17 +48,20 @@ def probe(model: nn.Module, shape: Sequence[int], side: int) -> Probe:
         if found is not None:
             layer = found[0]
             kind = classify(found[1], found[2]) or "other"
-        return Probe(side, False, kind, layer, _widths(rec, linears))
-    return Probe(side, True, widths=_widths(rec, linears))
+        return Probe(side, False, kind, layer, *_widths(rec))
+    return Probe(side, True, None, None, *_widths(rec))
 
 
-def _widths(rec, linears: Dict[int, str]) -> Dict[str, int]:
-    out = {}
-    for name in linears.values():
-        shape = rec.inputs.get(name)
-        if shape and isinstance(shape[0], int):
-            out[name] = shape[-1]
-    return out
+def _widths(rec) -> Tuple[Dict[str, int], Dict[str, int], set]:
+    """Per Linear reached, by the call path it was reached through (a Linear shared by two
+    Sequentials is known by the one that called it): the features that arrived, its in_features."""
+    widths, expected, reached = {}, {}, set()
+    for path, module in rec.modules.items():
+        shape = rec.inputs.get(path)
+        if isinstance(module, nn.Linear) and shape and isinstance(shape[0], int):
+            widths[path], expected[path] = shape[-1], module.in_features
+            reached.add(id(module))
+    return widths, expected, reached
 
 
 def _passes_spatial(model, shape, side) -> bool:
@@ -93,8 +93,7 @@ def first_width_failure(model, shape, side) -> Optional[Tuple[str, int]]:
     p = probe(model, shape, side)
     if p.kind != "width":
         return None
-    linear = dict(model.named_modules())[p.layer]
-    return p.layer, linear.in_features
+    return p.layer, p.in_features.get(p.layer, p.widths.get(p.layer))
 
 
 def sides_giving_width(model: nn.Module, shape: Sequence[int], layer: str, want: int) -> Optional[Tuple[int, int]]:
@@ -191,7 +190,16 @@ def scan(model: nn.Module, shape: Sequence[int], lo: int, hi: int) -> SizeScan:
         raise UsageError(f"--sizes {lo}..{hi} is too wide: a scan covers at most {MAX_SCAN} sides, "
                          f"up to {MAX_SIDE} (e.g. --sizes {lo}..{min(lo + MAX_SCAN - 1, MAX_SIDE)})")
     probes = [probe(model, shape, side) for side in range(lo, hi + 1)]
-    in_features = {n: m.in_features for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    # Each Linear by the call path it was reached through, as rows name it; one no probe reached
+    # keeps its structural name.
+    in_features: Dict[str, int] = {}
+    reached = set()
+    for p in probes:
+        in_features.update(p.in_features)
+        reached |= p.reached
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear) and id(m) not in reached:
+            in_features[name] = m.in_features
     return SizeScan(lo, hi, probes, in_features)
 
 
