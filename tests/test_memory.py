@@ -23,13 +23,17 @@ def profiled_peak(fn) -> int:
     return peak
 
 
-def real_step(name, batch):
-    """(training peak, inference peak) of a real CPU step, each with what is held before it."""
+def seeded(name, batch):
+    """(model, input, fp32 parameter bytes) for a real CPU step."""
     torch.manual_seed(0)
     model = get_model(name)
     side = get_entry(name).default_side
-    x = torch.randn(batch, 1, side, side)
-    params = sum(p.numel() * 4 for p in model.parameters())
+    return model, torch.randn(batch, 1, side, side), sum(p.numel() * 4 for p in model.parameters())
+
+
+def real_step(name, batch):
+    """(training peak, inference peak) of a real CPU step, each with what is held before it."""
+    model, x, params = seeded(name, batch)
     model.eval()
     with torch.no_grad():
         inference = params + x.numel() * 4 + profiled_peak(lambda: model(x))
@@ -92,11 +96,7 @@ def test_cli(cli):
 
 def real_bf16_step(name, batch):
     """The training peak of a real CPU step under bf16 autocast, with what is held before it."""
-    torch.manual_seed(0)
-    model = get_model(name)
-    side = get_entry(name).default_side
-    x = torch.randn(batch, 1, side, side)
-    params = sum(p.numel() * 4 for p in model.parameters())
+    model, x, params = seeded(name, batch)
     opt = torch.optim.Adam(model.parameters())
 
     def step():

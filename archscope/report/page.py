@@ -149,7 +149,7 @@ def _layers_table(items: List[Dict[str, Any]], top: Trace) -> str:
 def _check_section(model: Any, kwargs: Dict[str, Any]) -> str:
     esc = html.escape
     try:
-        report = check(model, **{k: v for k, v in kwargs.items() if k != "rf"})
+        report = check(model, **kwargs)
     except ArchscopeError as error:
         return f'<p class="note">check could not run: {esc(first_line(error))}</p>'
     rows = [f"<tr><td>{esc(c.name)}</td><td>{esc(c.type)}</td><td>{c.field}={c.expected}</td>"
