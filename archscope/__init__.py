@@ -20,6 +20,8 @@ _LAZY = {
     "check": ("archscope.analysis.check", "check"),
     "scan_sizes": ("archscope.analysis.check", "scan_sizes"),
     "memory": ("archscope.analysis.memory", "memory"),
+    "time": ("archscope.analysis.timing", "time_model"),
+    "hardware": ("archscope.analysis.hardware", "parse_hardware"),
     "compare": ("archscope.analysis.compare", "compare"),
     "get_model": ("archscope.models", "get_model"),
     "list_models": ("archscope.models", "list_models"),

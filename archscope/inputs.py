@@ -104,6 +104,14 @@ class Inputs:
 
         return torch.utils._pytree.tree_map(move, (args, kwargs))
 
+    def cast(self, dtype: torch.dtype) -> "Inputs":
+        """The same inputs with every floating one at ``dtype`` (integer ids stay integers)."""
+        def to(x):
+            return x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+
+        data = None if self.data is None else torch.utils._pytree.tree_map(to, self.data)
+        return Inputs(list(self.shapes), [dtype if d.is_floating_point else d for d in self.dtypes], data)
+
     def describe(self) -> Any:
         """Shape(s) for reports: one shape, a list for several, ``{name: shape}`` for keyword inputs."""
         if self.data is None:

@@ -82,15 +82,19 @@ def trace(
 
 
 def counted_run(model: Any, input_size: InputSize, depth: int, device: str, batch: Optional[int],
-                model_kwargs: Dict[str, Any], dtypes: Optional[List[Any]], input_data: Any, **options):
+                model_kwargs: Dict[str, Any], dtypes: Optional[List[Any]], input_data: Any,
+                counter: Optional[FlopCounter] = None, dtype=None, **options):
     """Load the model, make its inputs, run it once with the FLOP counter (``options``: train, rf,
-    flow_depth); a failed forward is raised as one line with its diagnosis. ``(loaded, inputs, run)``."""
+    flow_depth); a failed forward is raised as one line with its diagnosis. ``(loaded, inputs, run)``.
+    ``dtype``: the model and its floating inputs at that dtype (``time --dtype bf16``)."""
     if depth < 1:
         raise UsageError(f"bad --depth {depth}: it must be >= 1")
     device = check_device(device)
     loaded = load_model(model, device=device, **model_kwargs)
     inputs = resolve_inputs(input_size, loaded.module, loaded.default_input, batch, dtypes, input_data)
-    run = attempt(loaded, inputs, device, FlopCounter(), **options)
+    if dtype is not None:
+        inputs = inputs.cast(dtype)
+    run = attempt(loaded, inputs, device, counter or FlopCounter(), dtype=dtype, **options)
     if run.error is not None:
         raise failure(run, inputs, loaded)
     return loaded, inputs, run

@@ -15,11 +15,15 @@ reductions, data movement) are not "uncounted": they are outside the convention.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable, Dict, Hashable, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Hashable, List, Optional
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import conv_flop_count, flop_registry, sdpa_flop_count
+
+from archscope.analysis.traffic import fresh_sizes, is_view, op_bytes, work_kind
 
 aten = torch.ops.aten
 
@@ -160,11 +164,33 @@ METADATA_OPS = {
 }
 
 
-class FlopCounter(TorchDispatchMode):
-    """Counts FLOPs per attribution key. ``attribute_to`` is set by the tracer's hooks."""
+@dataclass
+class OpCost:
+    """One op as it ran: whose it was (call path, None outside any module), in which pass, its
+    FLOPs by the convention, the bytes it read and wrote, and the dtype it computed in."""
 
-    def __init__(self):
+    key: Hashable
+    phase: str  # "forward" | "backward"
+    op: str
+    flops: int
+    bytes: int  # read + written
+    dtype: str
+    kind: str = "other"  # "gemm" | "pool" | "norm" | "other": how a time model rates it
+    size: int = 0  # gemm: its smallest dimension; pool: window elements; norm: elements
+    fresh: tuple = ()  # bytes of each output written into a newly allocated tensor (not in place)
+
+
+class FlopCounter(TorchDispatchMode):
+    """Counts FLOPs per attribution key. ``attribute_to`` is set by the tracer's hooks.
+
+    With ``record_ops`` it also keeps one ``OpCost`` per op that moves data (views and
+    metadata queries are not kernels): what a time model needs, at a little extra cost."""
+
+    def __init__(self, record_ops: bool = False):
         super().__init__()
+        self.record_ops = record_ops
+        self.ops: List[OpCost] = []
+        self._phase = "forward"
         self.by_key: Dict[Hashable, int] = {}
         self.total = 0
         self.uncounted: Counter = Counter()
@@ -190,7 +216,16 @@ class FlopCounter(TorchDispatchMode):
             self.total += flops
             key = self.attribute_to
             self.by_key[key] = self.by_key.get(key, 0) + flops
+        if self.record_ops and not is_view(func):
+            name = func._overloadpacket.__name__
+            kind, size = work_kind(name, args, out)
+            self.ops.append(OpCost(self.attribute_to, self._phase, name, flops, op_bytes(func, args, kwargs, out),
+                                   _compute_dtype(args, out), kind, size, fresh_sizes(args, kwargs, out)))
         return out
+
+    def fresh(self) -> "FlopCounter":
+        """A new, empty counter with the same options (for a second attempt)."""
+        return FlopCounter(record_ops=self.record_ops)
 
     def _formula(self, func):
         formula = self._formulas.get(func)
@@ -225,14 +260,28 @@ class FlopCounter(TorchDispatchMode):
         """From now on count into a fresh table: the backward pass of a training step."""
         self.forward_by_key, self.forward_total = self.by_key, self.total
         self.by_key, self.total = {}, 0
+        self._phase = "backward"
 
     def end_backward(self) -> None:
         """Keep the backward table aside; the forward's is the main one again."""
         self.backward_by_key, self.backward_total = self.by_key, self.total
         self.by_key, self.total = self.forward_by_key, self.forward_total
+        self._phase = "forward"
 
     def uncounted_ops(self) -> Dict[str, int]:
         return dict(sorted(self.uncounted.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _compute_dtype(args, out) -> str:
+    """The dtype an op computes in: its first floating output's, else its first input's."""
+    for leaves in (tree_leaves(out), tree_leaves(args)):
+        tensors = [t for t in leaves if isinstance(t, torch.Tensor)]
+        for t in tensors:
+            if t.is_floating_point():
+                return str(t.dtype).removeprefix("torch.")
+        if tensors:
+            return str(tensors[0].dtype).removeprefix("torch.")
+    return "none"
 
 
 _ZERO = object()

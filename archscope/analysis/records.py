@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, ClassVar, Dict, List, Optional
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple
 
 from archscope.analysis.counter import CONVENTION as FLOPS_CONVENTION
 from archscope.inputs import shape_text
@@ -74,6 +74,9 @@ class LayerRow:
     kind: str = "module"
     train_flops: Optional[int] = None  # forward + backward of one training step (``--train``)
     rf: Optional[Dict[str, Any]] = None  # receptive field of the output (``--rf``): size, jump, start per axis
+    # The call paths whose work this row sums, as (path, with everything below it); path None:
+    # ops outside any module. Lets any per-path measure (bytes, seconds) be summed like FLOPs.
+    paths: Tuple[Tuple[Optional[str], bool], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def macs(self) -> int:
@@ -86,6 +89,7 @@ class LayerRow:
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         d["macs"] = self.macs
+        del d["paths"]
         for optional in ("train_flops", "rf"):
             if d[optional] is None:
                 del d[optional]

@@ -8,7 +8,7 @@ reachable from several rows is counted once, in the first row that reaches it.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from torch import nn
 
@@ -35,8 +35,14 @@ def _inclusive(by_path: Dict) -> Dict[str, int]:
 
 
 def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_label: str,
-               backward_by_path: Optional[Dict] = None) -> List[LayerRow]:
-    """``backward_by_path`` (a training-step trace) adds ``train_flops`` = forward + backward to each row."""
+               backward_by_path: Optional[Dict] = None, also: Sequence[Dict] = ()) -> List[LayerRow]:
+    """``backward_by_path`` (a training-step trace) adds ``train_flops`` = forward + backward to each row.
+    ``also``: other per-path measures (bytes, seconds); a parent's ``(self)`` row and the outside row
+    exist when any measure is non-zero there, so ``per_row`` of each partitions its total too."""
+
+    def elsewhere(path) -> bool:
+        return any(measure.get(path) for measure in also)
+
     # Every structural path, shared modules included under each of their names.
     modules: Dict[str, nn.Module] = dict(model.named_modules(remove_duplicate=False))
     kids: Dict[str, List[str]] = {name: [] for name in modules}
@@ -91,7 +97,7 @@ def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_labe
                 name=name or root_label, type=type(module).__name__, depth=_depth(name),
                 output_shape=out, input_shape=inp, params=params, trainable_params=trainable,
                 flops=inclusive.get(name, 0), calls=calls, kind=kind, train_flops=train(name),
-                rf=field(last if kind == "container" else name),
+                rf=field(last if kind == "container" else name), paths=((name, True),),
             ))
             return
         for child in kids[name]:
@@ -100,20 +106,28 @@ def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_labe
         own_flops = flops_by_path.get(name, 0)
         own_train = train(name, own=True)
         params, trainable = count(module.parameters(recurse=False))
-        if own_flops or params or own_train:
+        if own_flops or params or own_train or elsewhere(name):
             rows.append(LayerRow(
                 name=f"{name or root_label} (self)", type=type(module).__name__, depth=_depth(name),
                 output_shape=rec.outputs.get(name), input_shape=rec.inputs.get(name),
                 params=params, trainable_params=trainable, flops=own_flops,
-                calls=rec.calls.get(name, 0), kind="self", train_flops=own_train,
+                calls=rec.calls.get(name, 0), kind="self", train_flops=own_train, paths=((name, False),),
             ))
 
     visit("")
     outside = flops_by_path.get(None, 0)
     outside_train = None if backward is None else outside + backward_by_path.get(None, 0)
-    if outside or outside_train:
-        rows.append(LayerRow(OUTSIDE, "-", 0, None, None, 0, 0, outside, 0, kind="other", train_flops=outside_train))
+    if outside or outside_train or elsewhere(None):
+        rows.append(LayerRow(OUTSIDE, "-", 0, None, None, 0, 0, outside, 0, kind="other", train_flops=outside_train,
+                             paths=((None, False),)))
     return rows
+
+
+def per_row(rows: List[LayerRow], by_path: Dict) -> List[float]:
+    """Any per-call-path measure (bytes, seconds...) summed per row, exactly as FLOPs are: so the
+    rows partition its total too."""
+    inclusive = _inclusive(by_path)
+    return [sum(inclusive.get(path, 0) if below else by_path.get(path, 0) for path, below in r.paths) for r in rows]
 
 
 def collapse_rows(rows: List[LayerRow], model: nn.Module) -> List[LayerRow]:
@@ -144,6 +158,7 @@ def collapse_rows(rows: List[LayerRow], model: nn.Module) -> List[LayerRow]:
             if head.train_flops is not None and r.train_flops is not None:
                 head.train_flops += r.train_flops
             head.rf = r.rf
+            head.paths = head.paths + r.paths
             continue
         out.append(LayerRow(**{f: getattr(r, f) for f in r.__dataclass_fields__}))
         run_key, count = k, 1

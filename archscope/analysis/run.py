@@ -49,9 +49,10 @@ class Attempt:
 
 
 def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] = None, train: bool = False,
-            rf: bool = False, flow_depth: Optional[int] = None) -> Attempt:
+            rf: bool = False, flow_depth: Optional[int] = None, dtype: Optional[torch.dtype] = None) -> Attempt:
     """Run once on ``device``; if the meta device itself is the obstacle (data-dependent
-    code), run again on CPU with real weights, on a copy, and say so in ``note``.
+    code), run again on CPU with real weights, on a copy, and say so in ``note``. ``dtype``: the
+    model's floating parameters and buffers are taken at that dtype (stand-ins on meta, a cast copy elsewhere).
 
     A user's own object is never run on a real device: a copy is (buffers a forward
     updates, hooks' side effects and modes stay as they were on the original)."""
@@ -61,28 +62,30 @@ def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] 
     if device == "meta" and loaded.rebuild is None and _has_lazy_parameters(module):
         # Uninitialised lazy parameters have no shape to stand in for on meta: a copy runs on CPU.
         note = f"the model has uninitialised lazy parameters; a copy of it was traced on CPU; {values}"
-        return _run(lambda: _copy(module, "cpu"), inputs, "cpu", counter, note, train, rf, flow_depth)
+        return _run(lambda: _copy(module, "cpu"), inputs, "cpu", counter, note, train, rf, flow_depth, dtype)
     if device != "meta":
         note = None if loaded.rebuild is not None else f"a copy of the model ran on {device}"
         note = f"{note}; {values}" if note else values
         return _run(lambda: module if loaded.rebuild is not None else _copy(module, device), inputs, device, counter,
-                    note, train, rf, flow_depth)
+                    note, train, rf, flow_depth, dtype)
 
-    run = _run(lambda: module, inputs, "meta", counter, None, train, rf, flow_depth)
+    run = _run(lambda: module, inputs, "meta", counter, None, train, rf, flow_depth, dtype)
     if run.error is None or not is_meta_limitation(run.error):
         return run
     why = first_line(run.error)
     if loaded.rebuild is not None:
         note = f"this model cannot run on the meta device ({why}); rebuilt and traced on CPU with random weights; {values}"
-        return _run(lambda: loaded.rebuild("cpu"), inputs, "cpu", FlopCounter() if counter else None, note, train, rf, flow_depth)
+        return _run(lambda: loaded.rebuild("cpu"), inputs, "cpu", counter.fresh() if counter else None, note, train, rf, flow_depth, dtype)
     note = f"this model cannot run on the meta device ({why}); a copy was traced on CPU with its weights; {values}"
-    return _run(lambda: _copy(module, "cpu"), inputs, "cpu", FlopCounter() if counter else None, note, train, rf, flow_depth)
+    return _run(lambda: _copy(module, "cpu"), inputs, "cpu", counter.fresh() if counter else None, note, train, rf, flow_depth, dtype)
 
 
 def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = False, rf: bool = False,
-         flow_depth: Optional[int] = None) -> Attempt:
+         flow_depth: Optional[int] = None, dtype: Optional[torch.dtype] = None) -> Attempt:
     try:
         module = get_module()
+        if dtype is not None and device != "meta":
+            module = module.to(dtype)  # a copy or a fresh build: never the user's own object
     except UsageError:
         raise
     except Exception as error:  # noqa: BLE001 - building or copying the model failed
@@ -92,7 +95,8 @@ def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = F
     except RuntimeError as error:  # e.g. an input too large to allocate
         raise UsageError(f"could not allocate the input on {device}: {first_line(error)}") from error
     try:
-        out, rec = forward(module, args, kwargs, device, counter, train=train, rf=rf, flow_depth=flow_depth)
+        out, rec = forward(module, args, kwargs, device, counter, train=train, rf=rf, flow_depth=flow_depth,
+                           dtype=dtype)
         return Attempt(module, device, rec, out, note=note, counter=counter)
     except Exception as error:  # noqa: BLE001 - reported to the caller
         return Attempt(module, device, getattr(error, "__archscope_recorder__", None), error=error,
@@ -114,12 +118,13 @@ def _has_lazy_parameters(model: nn.Module) -> bool:
 # --------------------------------------------------------------------------- one hooked forward
 
 def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: Optional[FlopCounter] = None,
-            train: bool = False, rf: bool = False, flow_depth: Optional[int] = None):
+            train: bool = False, rf: bool = False, flow_depth: Optional[int] = None,
+            dtype: Optional[torch.dtype] = None):
     """One forward call with hooks, in eval mode and without autograd; with ``train``, in
     train mode followed by a backward pass of the sum of the outputs (the counter keeps
     its FLOPs apart). On ``meta``, a model with real tensors (or any model, with ``train``:
     its parameters must not collect gradients) runs through ``functional_call`` with meta
-    stand-ins, so nothing of it changes. Returns ``(output, recorder)``; on failure the
+    stand-ins (at ``dtype``, when given), so nothing of it changes. Returns ``(output, recorder)``; on failure the
     recorder rides on the exception as ``__archscope_recorder__`` (the diagnosis reads its stack)."""
     recorder = Recorder(model, counter, tag_autograd=train, fields=rf)
     mode = running_mode(model, train)
@@ -135,8 +140,10 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
         flow.start(args, kwargs)
     try:
         with mode, grad, library_warnings_silenced(), (counter or contextlib.nullcontext()), fields, flow:
-            if device == "meta" and (train or any(t.device.type != "meta" for _, t in _named_tensors(model))):
-                stand_ins = {n: torch.empty_like(t, device="meta").requires_grad_(t.requires_grad)
+            if device == "meta" and (train or dtype is not None
+                                     or any(t.device.type != "meta" for _, t in _named_tensors(model))):
+                stand_ins = {n: torch.empty_like(t, device="meta", dtype=dtype if dtype is not None and
+                                                 t.is_floating_point() else t.dtype).requires_grad_(t.requires_grad)
                              for n, t in _named_tensors(model)}
                 out = torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
             else:

@@ -17,6 +17,7 @@ from archscope.cli.options import (
     INPUT,
     INPUT_DATA,
     MODEL,
+    MODEL_HELP,
     Opt,
     command,
     flag,
@@ -111,6 +112,40 @@ def memory_(o):
     check_format(o["fmt"])
     report = memory(o["model"], batch=o["batch"], optimizer=o["optimizer"], amp=o["amp"],
                     input_size=input_options(o)["input_size"], fit=o["fit"], model_kwargs=model_kwargs(o))
+    emit(render(report, o["fmt"]))
+
+
+TIME_OPTIONS = [
+    Opt("batch", Annotated[Optional[int], typer.Option(
+        "--batch", "-b", help="Batch size. Default: the batch of --input, else 32.", show_default=False)], None),
+    Opt("dtype", Annotated[str, typer.Option("--dtype", help="fp32 | bf16 | fp16: the model's and inputs' dtype.")],
+        "fp32"),
+    flag("--train", "A whole training step: forward, backward and one optimizer step."),
+    Opt("hw", Annotated[str, typer.Option(
+        "--hw", help="Hardware: a name (h200, h100, a100, l4, t4, rtx4090...; 'list' shows them), cpu (this machine, "
+                     "calibrated once), or peak=FLOP/s,bandwidth=B/s[,overhead=s].")], "cpu"),
+    flag("--measure", "Also run it for real (CUDA if there is one, else CPU) and time every row."),
+    Opt("optimizer", Annotated[str, typer.Option(help="With --train: adam | adamw | sgd | sgd-momentum.")], "adam"),
+]
+
+
+@command(app, "time", [Opt("model", Annotated[Optional[str], typer.Argument(
+    help=MODEL_HELP + " Not needed with --hw list.", show_default=False)], None)], TIME_OPTIONS, INPUT, INPUT_DATA,
+    DEPTH, BUILD, FORMAT, run=run)
+def time_(o):
+    """Seconds per layer: a roofline prediction (FLOPs, bytes, per-op overhead) on chosen hardware; --measure times it."""
+    from archscope.analysis.hardware import HardwareTable, hardware_list
+    from archscope.analysis.timing import time_model
+    from archscope.report import check_format, render
+
+    check_format(o["fmt"])
+    if o["hw"] == "list":
+        return emit(render(HardwareTable(hardware_list()), o["fmt"]))
+    if o["model"] is None:
+        raise UsageError("give a MODEL to time (or --hw list for the hardware table)")
+    report = time_model(o["model"], batch=o["batch"], dtype=o["dtype"], train=o["train"], hw=o["hw"],
+                        measure=o["measure"], depth=o["depth"], optimizer=o["optimizer"],
+                        model_kwargs=model_kwargs(o), **input_options(o))
     emit(render(report, o["fmt"]))
 
 

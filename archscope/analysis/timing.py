@@ -1,0 +1,315 @@
+"""``time``: seconds per layer, predicted from a roofline and, with ``measure``, measured.
+
+The prediction is built from the ops of one traced forward (and, with ``train``, its backward
+and one optimizer step), each recorded at dispatch level with its FLOPs, the bytes it read and
+wrote at its dtype, and whose call it was:
+
+    op time = max(FLOPs / peak FLOP/s at the op's dtype, bytes / memory bandwidth) + overhead
+
+The overhead is what eager PyTorch pays to dispatch (and on a GPU launch) one op. A row's time
+is the sum over its ops; so is the step. A row is *compute*-, *memory*- or *overhead*-bound by
+whichever of the three terms makes most of its time. The step time gives an epoch time for
+Fashion-MNIST (60,000 training images, or the 10,000 test images for inference).
+
+With ``measure`` the model runs for real on CUDA when there is one, else on this CPU, and the
+hooks time every call path (``measure.py``); rows add each path's median seconds exactly as
+they add FLOPs, beside the whole step timed without hooks.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch import nn
+
+from archscope.analysis.api import counted_run
+from archscope.analysis.counter import FlopCounter, OpCost
+from archscope.analysis.hardware import DTYPES, Hardware, parse_hardware
+from archscope.analysis.memory import OPTIMIZER_STATES
+from archscope.analysis.records import LayerRow, Result
+from archscope.analysis.rows import OUTSIDE, build_rows, per_row
+from archscope.errors import UsageError
+
+TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000  # Fashion-MNIST
+OPTIMIZER_ROW = "(optimizer step)"
+_OPTIMIZER_KEY = object()  # the counter's key for the optimizer's ops: not a call path
+_DTYPE_OF = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+@dataclass
+class TimeRow:
+    name: str
+    type: str
+    depth: int
+    output_shape: Any
+    flops: int
+    bytes: int
+    ops: int  # kernels launched (views and metadata queries are not kernels)
+    compute_s: float  # Σ over its ops of the compute term, where it is the largest
+    memory_s: float  # Σ of the memory term, where it is the largest
+    kernel_s: float  # Σ of a pooling/normalisation kernel's measured-rate term, where it is the largest
+    overhead_s: float  # Σ of the per-op overhead
+    kind: str = "module"
+    measured_s: Optional[float] = None
+
+    @property
+    def predicted_s(self) -> float:
+        return self.compute_s + self.memory_s + self.kernel_s + self.overhead_s
+
+    @property
+    def intensity(self) -> Optional[float]:
+        """Arithmetic intensity: FLOPs per byte moved."""
+        return self.flops / self.bytes if self.bytes else None
+
+    @property
+    def bound(self) -> str:
+        if not self.ops:
+            return "-"
+        terms = {"compute": self.compute_s, "memory": self.memory_s, "kernel": self.kernel_s,
+                 "overhead": self.overhead_s}
+        return max(terms, key=terms.get)
+
+    @property
+    def achieved_flops(self) -> Optional[float]:
+        return self.flops / self.measured_s if self.measured_s else None
+
+    @property
+    def roofline_share(self) -> Optional[float]:
+        """How close the measured time came to the roofline (1 = at the roofline, overhead left out)."""
+        if not self.measured_s:
+            return None
+        return (self.compute_s + self.memory_s + self.kernel_s) / self.measured_s
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d.update(predicted_s=self.predicted_s, intensity=self.intensity, bound=self.bound)
+        if self.measured_s is not None:
+            d.update(achieved_flops=self.achieved_flops, roofline_share=self.roofline_share)
+        return d
+
+
+@dataclass(repr=False)
+class TimeReport(Result):
+    model: str
+    input_shape: Any
+    batch: int
+    dtype: str
+    train: bool
+    hardware: Hardware
+    rows: List[TimeRow]
+    depth: int
+    optimizer: Optional[str] = None
+    measured_on: Optional[str] = None  # "cpu", "cuda:0 (NVIDIA H200)"
+    whole_measured_s: Optional[float] = None  # the same step, timed without hooks
+    hook_cost_s: Optional[float] = None  # per module call, taken off every row
+    repeats: Optional[int] = None
+    note: Optional[str] = None
+    options: Dict[str, Any] = field(default_factory=dict)
+
+    def total(self) -> TimeRow:
+        total = TimeRow("total", "", 0, None, sum(r.flops for r in self.rows), sum(r.bytes for r in self.rows),
+                        sum(r.ops for r in self.rows), sum(r.compute_s for r in self.rows),
+                        sum(r.memory_s for r in self.rows), sum(r.kernel_s for r in self.rows),
+                        sum(r.overhead_s for r in self.rows), kind="total")
+        if self.measured_on is not None:
+            total.measured_s = sum(r.measured_s or 0.0 for r in self.rows)
+        return total
+
+    @property
+    def images(self) -> int:
+        return TRAIN_IMAGES if self.train else TEST_IMAGES
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.images / self.batch)
+
+    @property
+    def predicted_epoch_s(self) -> float:
+        return self.steps_per_epoch * self.total().predicted_s
+
+    @property
+    def measured_epoch_s(self) -> Optional[float]:
+        return None if self.whole_measured_s is None else self.steps_per_epoch * self.whole_measured_s
+
+    def to_dict(self) -> Dict[str, Any]:
+        total = self.total()
+        return {
+            "model": self.model, "input_shape": self.input_shape, "batch": self.batch, "dtype": self.dtype,
+            "train": self.train, "optimizer": self.optimizer, "depth": self.depth, "options": self.options,
+            "hardware": self.hardware.to_dict(),
+            "layers": [r.to_dict() for r in self.rows],
+            "totals": total.to_dict(),
+            "predicted_step_s": total.predicted_s,
+            "measured_on": self.measured_on,
+            "measured_step_s": self.whole_measured_s,
+            "rows_measured_s": total.measured_s,
+            "hook_cost_s": self.hook_cost_s,
+            "repeats": self.repeats,
+            "epoch": {"images": self.images, "steps": self.steps_per_epoch, "predicted_s": self.predicted_epoch_s,
+                      "measured_s": self.measured_epoch_s},
+            "note": self.note,
+        }
+
+    def summary(self) -> str:
+        step = "training step" if self.train else "forward"
+        measured = "" if self.whole_measured_s is None else f", measured {self.whole_measured_s * 1e3:.3g} ms"
+        return (f"{self.model} at batch {self.batch} ({self.dtype}) on {self.hardware.name}: {step} predicted "
+                f"{self.total().predicted_s * 1e3:.3g} ms{measured}")
+
+
+# --------------------------------------------------------------------------- the roofline
+
+
+def op_terms(op: OpCost, hw: Hardware, dtype: str):
+    """(compute, memory, kernel, overhead) seconds of one op on ``hw``: FLOPs at the peak (a GEMM
+    at the efficiency its shape reaches), bytes at the bandwidth (plus fresh pages, where the
+    hardware has a first-touch cost), a pooling or normalisation kernel at its measured rate."""
+    peak = hw.peak.get(_DTYPE_OF.get(op.dtype, dtype)) or hw.peak_for(dtype)
+    if op.kind == "gemm":
+        peak *= hw.efficiency(op.size)
+    memory = op.bytes / hw.bandwidth
+    if hw.first_touch:
+        memory += sum(n for n in op.fresh if n >= hw.first_touch_from) / hw.first_touch
+    rate = {"pool": hw.pool_rate, "norm": hw.norm_rate}.get(op.kind)
+    kernel = op.size / rate if rate else 0.0
+    return op.flops / peak, memory, kernel, hw.overhead_s
+
+
+def _row_costs(ops: List[OpCost], hw: Hardware, dtype: str):
+    """Per key: [flops, bytes, ops, compute_s, memory_s, kernel_s, overhead_s]; each op's time goes
+    to whichever of its compute, memory and kernel terms is the largest."""
+    by_key: Dict[Any, List[float]] = {}
+    for op in ops:
+        *terms, overhead = op_terms(op, hw, dtype)
+        acc = by_key.setdefault(op.key, [0, 0, 0, 0.0, 0.0, 0.0, 0.0])
+        acc[0] += op.flops
+        acc[1] += op.bytes
+        acc[2] += 1
+        largest = max(range(3), key=lambda i: terms[i])
+        acc[3 + largest] += terms[largest]
+        acc[6] += overhead
+    return by_key
+
+
+# --------------------------------------------------------------------------- the optimizer's step
+
+
+def _optimizer(name: str, params: List[torch.Tensor], foreach: bool) -> torch.optim.Optimizer:
+    if name in ("adam", "adamw"):
+        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        return cls(params, lr=1e-3, foreach=foreach)
+    return torch.optim.SGD(params, lr=0.01, momentum=0.9 if name == "sgd-momentum" else 0.0, foreach=foreach)
+
+
+def _count_optimizer_step(module: nn.Module, counter: FlopCounter, name: str, dtype: torch.dtype,
+                          foreach: bool) -> None:
+    """One optimizer step over meta stand-ins of the trainable parameters, its ops in ``counter``."""
+    params = [torch.empty_like(p, device="meta", dtype=dtype if p.is_floating_point() else p.dtype)
+              .requires_grad_() for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.grad = torch.empty_like(p)
+    if not params:
+        return
+    optimizer = _optimizer(name, params, foreach)
+    counter.attribute_to = _OPTIMIZER_KEY
+    with counter:
+        optimizer.step()
+    counter.attribute_to = None
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def time_model(model: Any, batch: Optional[int] = None, dtype: str = "fp32", train: bool = False,
+               hw: Optional[str] = None, measure: bool = False, depth: int = 1, input_size=None,
+               input_data: Any = None, optimizer: str = "adam", model_kwargs: Optional[Dict[str, Any]] = None,
+               repeats: int = 5, **kwargs) -> TimeReport:
+    """Predict (and with ``measure``, measure) the seconds of one forward, or with ``train`` one
+    training step (forward, backward of the sum of the outputs, one ``optimizer`` step), per row
+    at ``depth``, on ``hw`` (a name from ``--hw list``, ``cpu``, or ``peak=…,bandwidth=…``).
+
+    >>> r = time_model("lenet", batch=32, hw="h100")
+    >>> r.total().bytes > 0 and r.rows[0].bound in ("compute", "memory", "overhead")
+    True
+    """
+    if dtype not in DTYPES:
+        raise UsageError(f"unknown --dtype '{dtype}': use {', '.join(DTYPES)}")
+    if optimizer not in OPTIMIZER_STATES:
+        raise UsageError(f"unknown --optimizer '{optimizer}': use one of {', '.join(OPTIMIZER_STATES)}")
+    if batch is not None and batch < 1:
+        raise UsageError(f"bad --batch {batch}: it must be a positive integer")
+    hardware = parse_hardware(hw, dtypes=(dtype,))
+    hardware.peak_for(dtype)  # refuse bf16 on a T4 before any work
+    model_kwargs = {**(model_kwargs or {}), **kwargs}
+    if batch is None and input_size is None and input_data is None:
+        batch = 32  # a training batch: time is about throughput
+    torch_dtype = DTYPES[dtype]
+    counter = FlopCounter(record_ops=True)
+    loaded, inputs, run = counted_run(model, input_size, depth, "meta", batch, model_kwargs, None, input_data,
+                                      counter=counter, dtype=None if torch_dtype == torch.float32 else torch_dtype,
+                                      train=train)
+    if train:
+        _count_optimizer_step(run.module, counter, optimizer, torch_dtype, foreach=not hardware.is_cpu)
+
+    model_ops = [op for op in counter.ops if op.key is not _OPTIMIZER_KEY]
+    costs = _row_costs(model_ops, hardware, dtype)
+    seconds = measured_on = whole = per_call = reps = None
+    if measure:
+        seconds, whole, per_call, reps, measured_on = _measure(loaded, inputs, torch_dtype, train, optimizer,
+                                                                repeats)
+    also = [{k: v[2] for k, v in costs.items()}] + ([seconds] if seconds else [])
+    layer_rows = build_rows(run.module, run.recorder, counter.by_key, depth, root_label=type(run.module).__name__,
+                            also=also)
+    rows = _time_rows(layer_rows, costs, seconds)
+    if train:
+        opt_costs = _row_costs([op for op in counter.ops if op.key is _OPTIMIZER_KEY], hardware, dtype)
+        c = opt_costs.get(_OPTIMIZER_KEY, [0, 0, 0, 0.0, 0.0, 0.0, 0.0])
+        rows.append(TimeRow(OPTIMIZER_ROW, optimizer, 0, None, int(c[0]), int(c[1]), int(c[2]), *c[3:],
+                            kind="other", measured_s=None if seconds is None else seconds.get("optimizer", 0.0)))
+    batch_size = inputs.shapes[0][0] if inputs.shapes and inputs.shapes[0] else (batch or 1)
+    note = "; ".join(n for n in (loaded.note, run.note) if n) or None
+    return TimeReport(loaded.label, inputs.describe(), batch_size, dtype, train, hardware, rows, depth,
+                      optimizer if train else None, measured_on, whole, per_call, reps, note, dict(model_kwargs))
+
+
+def _time_rows(layer_rows: List[LayerRow], costs: Dict[Any, List[float]], seconds: Optional[Dict]) -> List[TimeRow]:
+    columns = [per_row(layer_rows, {k: v[i] for k, v in costs.items()}) for i in range(7)]
+    measured = per_row(layer_rows, {k: v for k, v in seconds.items() if k != "optimizer"}) if seconds else None
+    rows = []
+    for i, r in enumerate(layer_rows):
+        flops, nbytes, ops, compute, memory, kernel, overhead = (col[i] for col in columns)
+        rows.append(TimeRow(r.name, r.type, r.depth, r.output_shape, int(flops), int(nbytes), int(ops), compute,
+                            memory, kernel, overhead, kind=r.kind, measured_s=None if measured is None else measured[i]))
+    if not any(r.name == OUTSIDE for r in rows) and measured is not None and seconds.get(None):
+        rows.append(TimeRow(OUTSIDE, "-", 0, None, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, kind="other",
+                            measured_s=seconds[None]))
+    return rows
+
+
+def _measure(loaded, inputs, dtype: torch.dtype, train: bool, optimizer: str, repeats: int):
+    """Run for real: CUDA when there is one, else this CPU."""
+    from archscope.analysis.measure import measure
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if loaded.rebuild is not None:
+        module = loaded.rebuild(device)
+    else:
+        if any(t.device.type == "meta" for t in list(loaded.module.parameters()) + list(loaded.module.buffers())):
+            raise UsageError("--measure needs real weights: this model lives on the meta device; pass a model "
+                             "built on CPU, or a zoo/tv:/timm: name")
+        module = copy.deepcopy(loaded.module).to(device)  # never the user's own object
+    module = module.to(dtype)
+    args, kwargs = inputs.cast(dtype).make(device)
+    if inputs.data is None:  # random data, not zeros: some kernels take shortcuts on zeros
+        args = tuple(torch.randn_like(a) if a.is_floating_point() else a for a in args)
+    opt = None
+    if train:
+        params = [p for p in module.parameters() if p.requires_grad]
+        opt = _optimizer(optimizer, params, foreach=device != "cpu") if params else None
+    per_path, whole, per_call, reps = measure(module, args, kwargs, device, train, opt, repeats=repeats)
+    name = f"cuda ({torch.cuda.get_device_name()})" if device == "cuda" else "cpu"
+    return per_path, whole, per_call, reps, name
+
