@@ -1,5 +1,6 @@
 """archscope memory against PyTorch's profiler on a real CPU step, and hand formulas."""
 import json
+import math
 
 import pytest
 import torch
@@ -120,3 +121,112 @@ def test_amp_estimate_against_a_real_cpu_bf16_step(name):
     assert abs(amp.training_bytes / real - 1) < 0.05
     assert amp.activations_bytes < fp32.activations_bytes
     assert abs(amp.training_bytes - real) <= abs(fp32.training_bytes - real)
+
+
+# --------------------------------------------------------------------------- per layer, checkpointing, sharding
+
+
+def test_per_layer_memory_adds_up_to_the_totals_and_marks_the_peak():
+
+
+    for name, depth in (("googlenet", 1), ("alexnet", 2), ("tv:resnet18", 2)):
+        r = memory(name, batch=4, depth=depth)
+        assert sum(x.activations_bytes for x in r.rows) == r.activations_bytes
+        assert sum(x.params_bytes for x in r.rows) == r.params_bytes
+        assert sum(x.grads_bytes for x in r.rows) == r.grads_bytes
+        assert sum(x.optimizer_bytes for x in r.rows) == r.optimizer_bytes
+        assert sum(x.peak for x in r.rows) == 1
+
+
+def test_per_layer_activations_of_a_small_net_by_hand():
+
+
+    # Linear saves its input; ReLU saves its output; the second Linear's input is that same output.
+    net = nn.Sequential(nn.Linear(100, 50), nn.ReLU(), nn.Linear(50, 10))
+    r = memory(net, batch=4, input_size=(4, 100), optimizer="sgd", depth=1)
+    acts = {x.name: x.activations_bytes for x in r.rows}
+    assert acts == {"0": 4 * 100 * 4, "1": 4 * 50 * 4, "2": 0}
+    assert {x.name: x.params_bytes for x in r.rows} == {"0": 4 * (100 * 50 + 50), "1": 0, "2": 4 * (50 * 10 + 10)}
+
+
+def test_checkpointing_keeps_only_the_rows_inputs_and_recomputes_their_forward():
+    from archscope.analysis.api import trace
+
+
+    r = memory("googlenet", batch=8, depth=1, checkpointing=True)
+    c = r.checkpointed
+    inputs = trace("googlenet", batch=8)
+    kept = sum(4 * math.prod(x.input_shape) for x in inputs.rows if x.kind == "module")
+    assert c.activations_bytes == kept  # googlenet saves nothing outside its rows
+    assert c.extra_flops == inputs.totals.flops  # every row's forward runs again
+    assert c.activations_bytes < r.activations_bytes / 10
+
+
+@pytest.mark.parametrize("stage", [0, 1, 2, 3])
+def test_sharded_states_follow_the_zero_paper(stage):
+
+
+    psi = 1_000_000  # a model whose Ψ we choose: Linear(999, 1000) + bias = 999,000 + 1,000
+    net = nn.Sequential(nn.Linear(999, 1000))
+    n, k = 8, 12
+    z = memory(net, input_size=(1, 999), shard=n, zero=stage).sharding
+    expected = {0: (2 + 2 + k) * psi, 1: 2 * psi + 2 * psi + k * psi / n, 2: 2 * psi + (2 + k) * psi / n,
+                3: (2 + 2 + k) * psi / n}[stage]
+    assert z.params == psi and z.states_bytes == pytest.approx(expected, abs=3)
+
+
+def test_unsharded_fp32_adam_holds_16_bytes_a_parameter():
+
+
+    net = nn.Sequential(nn.Linear(999, 1000))
+    r = memory(net, input_size=(1, 999))
+    assert r.params_bytes + r.grads_bytes + r.optimizer_bytes == 16 * 1_000_000
+
+
+def test_fit_per_rank_batch_grows_with_sharding(cli):
+
+
+    alone = memory("alexnet", fit="1GiB", shard=1, zero=0).fit_batch
+    sharded = memory("alexnet", fit="1GiB", shard=8, zero=3).fit_batch
+    assert sharded > alone > 0
+    bad = cli("memory", "lenet", "--zero", "2")
+    assert bad.exit_code == 2 and "--shard" in bad.stderr
+
+
+def _ddp_rank(rank, world, port, out):
+    import torch.distributed as dist
+
+    from archscope.models import get_model
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(rank)
+        model = torch.nn.parallel.DistributedDataParallel(get_model("lenet"))
+        opt = torch.optim.Adam(model.parameters())
+        loss = model(torch.randn(4, 1, 28, 28)).sum()
+        loss.backward()
+        opt.step()
+        params = list(model.module.parameters())
+        held = sum(p.numel() * p.element_size() for p in params)
+        held += sum(p.grad.numel() * p.grad.element_size() for p in params)
+        held += sum(t.numel() * t.element_size() for state in opt.state.values() for key, t in state.items()
+                    if key != "step")
+        out[rank] = held
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_ranks_hold_what_zero_stage_0_says():
+    """A real 2-process DDP step on CPU (gloo): each rank's parameters, gradients and Adam state."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    manager = mp.Manager()
+    out = manager.dict()
+    mp.spawn(_ddp_rank, args=(2, port, out), nprocs=2, join=True)
+    z = memory("lenet", shard=2, zero=0).sharding
+    assert out[0] == out[1] == z.states_bytes  # 16 bytes a parameter, fp32 or mixed precision alike

@@ -108,3 +108,35 @@ def test_cli_hardware_list_and_refusals(cli):
     assert bad.exit_code == 2 and "did you mean 'h200'" in bad.stderr
     no_bf16 = cli("time", "lenet", "--hw", "t4", "--dtype", "bf16")
     assert no_bf16.exit_code == 2 and "no bf16 figure" in no_bf16.stderr
+
+
+def test_sweep_points_and_ranges():
+    from archscope.analysis.sweep import parse_points
+    from archscope.errors import UsageError
+
+    assert parse_points("1..256", "--batch") == [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    assert parse_points("1,8,64", "--batch") == [1, 8, 64]
+    for bad in ("0,4", "8..2", "x"):
+        with pytest.raises(UsageError):
+            parse_points(bad, "--batch")
+
+
+def test_memory_sweep_finds_where_the_capacity_is_crossed(cli, tmp_path):
+    from archscope.analysis.memory import memory
+
+    out = cli("memory", "lenet", "-b", "1..4096", "--fit", "8MiB", "--plot", tmp_path / "m.png", "-f", "json")
+    assert out.exit_code == 0, out.stderr
+    sweep = json.loads(out.stdout)
+    fits = [p["batch"] for p in sweep["points"] if p["training_bytes"] <= 8 * 2 ** 20]
+    # the largest batch that fits in the sweep brackets the exact answer of --fit
+    exact = memory("lenet", fit="8MiB").fit_batch
+    assert max(fits) <= exact < 2 * max(fits)
+    png = (tmp_path / "m.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_time_sweep_throughput_rises_with_batch_on_a_gpu(cli):
+    out = cli("time", "nin", "-b", "1,16,256", "--hw", "a100", "-f", "json")
+    points = json.loads(out.stdout)["points"]
+    rates = [p["predicted_images_per_s"] for p in points]
+    assert rates == sorted(rates) and rates[-1] > 2 * rates[0]  # overhead-bound at batch 1, not at 256

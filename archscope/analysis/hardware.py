@@ -119,6 +119,26 @@ class HardwareTable(Result):
         return f"{len(self.hardware)} devices"
 
 
+# Words in torch.cuda.get_device_name() → table entry, most specific first ("A100" contains "A10").
+_CUDA_NAMES = [("H200", "h200"), ("H100 PCIe", "h100-pcie"), ("H100", "h100"), ("A100-SXM4-40GB", "a100-40gb"),
+               ("A100", "a100"), ("L40S", "l40s"), ("A10", "a10"), ("L4", "l4"), ("T4", "t4"), ("V100", "v100"),
+               ("4090", "rtx4090")]
+
+
+def hardware_for(device) -> Optional[Hardware]:
+    """The figures of a torch device: this CPU calibrated, a CUDA GPU from the table by its name
+    (None when the table does not know it)."""
+    kind = getattr(device, "type", str(device))
+    if kind == "cpu":
+        return calibrate_cpu()
+    if kind == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for words, entry in _CUDA_NAMES:
+            if words in name:
+                return TABLE[entry]
+    return None
+
+
 # --------------------------------------------------------------------------- parsing --hw
 
 _SCALE = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15, "ki": 2 ** 10, "mi": 2 ** 20, "gi": 2 ** 30,

@@ -17,9 +17,10 @@ an element instead of 4. An optimizer's own temporaries during ``step()`` are no
 """
 from __future__ import annotations
 
+import math
 import re
 import weakref
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -27,7 +28,10 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from archscope.analysis.counter import FlopCounter
+from archscope.analysis.hooks import Recorder
 from archscope.analysis.records import Result
+from archscope.analysis.rows import build_rows, per_row
 from archscope.analysis.run import running_mode
 from archscope.errors import UsageError, first_line
 from archscope.inputs import resolve_inputs
@@ -63,6 +67,10 @@ class MemoryReport(Result):
     note: Optional[str] = None
     fit_budget: Optional[int] = None
     fit_batch: Optional[int] = None  # the largest batch whose training step fits fit_budget
+    depth: Optional[int] = None
+    rows: Optional[List["MemoryRow"]] = None  # per row at ``depth``
+    checkpointed: Optional["Checkpointing"] = None
+    sharding: Optional["Sharding"] = None
 
     @property
     def training_bytes(self) -> int:
@@ -81,7 +89,10 @@ class MemoryReport(Result):
                 "activations_bytes": self.activations_bytes, "backward_peak_bytes": self.backward_peak_bytes,
                 "inference_peak_bytes": self.inference_peak_bytes,
                 "inference_bytes": self.inference_bytes, "training_bytes": self.training_bytes,
-                "fit_budget": self.fit_budget, "fit_batch": self.fit_batch, "note": self.note}
+                "fit_budget": self.fit_budget, "fit_batch": self.fit_batch, "note": self.note,
+                "depth": self.depth, "layers": None if self.rows is None else [r.to_dict() for r in self.rows],
+                "checkpointing": None if self.checkpointed is None else asdict(self.checkpointed),
+                "sharding": None if self.sharding is None else self.sharding.to_dict()}
 
     def summary(self) -> str:
         return (f"{self.model} at batch {self.batch}: training step {self.training_bytes:,} B, "
@@ -136,18 +147,22 @@ class _Live(TorchDispatchMode):
 
 
 class _OpOrder(TorchDispatchMode):
-    """Numbers the ops of a forward; remembers when each parameter is first used and which
-    storages feed convolutions and matrix products (what autocast would cast)."""
+    """Numbers the ops of a forward; remembers when each parameter is first used, which
+    storages feed convolutions and matrix products (what autocast would cast), and whose call
+    path each op ran in (``owner.attribute_to``, set by the tracer's hooks)."""
 
-    def __init__(self, weights: Dict[int, int]):
+    def __init__(self, weights: Dict[int, int], owner=None):
         super().__init__()
         self.weights = weights  # parameter storage → bytes
+        self.owner = owner
         self.index = 0
+        self.paths: List[Optional[str]] = [None]  # op index → call path
         self.first_use: Dict[int, int] = {}
         self.autocast_inputs: set = set()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.index += 1
+        self.paths.append(self.owner.attribute_to if self.owner is not None else None)
         matmul = func._overloadpacket.__name__ in _AUTOCAST_OPS
         for t in tree_leaves(args):
             if isinstance(t, torch.Tensor):
@@ -164,8 +179,21 @@ def _stand_ins(model: nn.Module) -> Dict[str, torch.Tensor]:
     return {n: torch.empty_like(t, device="meta").requires_grad_(t.requires_grad) for n, t in named}
 
 
-def _training_activations(model, args, kwargs, amp: bool):
-    """(bytes saved for backward, peak of saved activations + gradients during backward).
+@dataclass
+class _Saved:
+    """What one training forward saved for backward, and where the backward peaks."""
+
+    total: int
+    peak: int
+    by_path: Dict[Optional[str], int]  # bytes saved while each call path ran
+    peak_path: Optional[str]  # the call path of the op at which the backward holds the most
+    recorder: Any
+    flops_by_path: Dict[Optional[str], int]
+
+
+def _training_activations(model, args, kwargs, amp: bool) -> _Saved:
+    """Bytes saved for backward (per call path), and the peak of saved activations + gradients
+    during backward.
 
     Backward runs the forward in reverse: when it reaches op t, the activations saved before t
     are still held and the gradients of the parameters first used at or after t exist. The
@@ -174,20 +202,29 @@ def _training_activations(model, args, kwargs, amp: bool):
     weights = {t.untyped_storage()._cdata: t.untyped_storage().nbytes()
                for t in stand_ins.values() if t.requires_grad}
     frozen = {t.untyped_storage()._cdata for t in stand_ins.values()}
-    order = _OpOrder(weights)
+    counter = FlopCounter()
+    recorder = Recorder(model, counter)  # tells the counter (and so the op order) whose call runs now
+    order = _OpOrder(weights, counter)
     saved: Dict[int, tuple] = {}  # storage → (index of the op that saved it, bytes)
 
     sizes: Dict[int, int] = {}  # storage → element size
+
+    owners: Dict[int, Optional[str]] = {}  # storage → the call path running when it was first saved
 
     def pack(t):
         key = t.untyped_storage()._cdata
         if key not in frozen and key not in saved:
             saved[key] = (order.index, t.untyped_storage().nbytes())
             sizes[key] = t.element_size()
+            owners[key] = counter.attribute_to
         return t
 
-    with running_mode(model, True), torch.enable_grad(), order, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
+    try:
+        with running_mode(model, True), torch.enable_grad(), counter, order, \
+                torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
+    finally:
+        recorder.remove()
     if amp:  # what autocast casts (the inputs of convolutions and matrix products) is kept at 2 bytes;
         # known only once the forward is over, as a tensor is often saved by the op before the conv
         saved = {key: (i, nbytes * 2 // sizes[key] if key in order.autocast_inputs and sizes[key] > 2 else nbytes)
@@ -198,7 +235,7 @@ def _training_activations(model, args, kwargs, amp: bool):
     # Walking from the end of the forward to its start: saved activations are released, gradients appear.
     held = total
     grads = 0
-    peak = held
+    peak, peak_index = held, order.index
     for index in sorted({i for i, _ in events}, reverse=True):
         for i, nbytes in events:
             if i == index:
@@ -206,8 +243,13 @@ def _training_activations(model, args, kwargs, amp: bool):
                     held -= nbytes
                 else:
                     grads -= nbytes
-        peak = max(peak, held + grads)
-    return total, peak
+        if held + grads > peak:
+            peak, peak_index = held + grads, index
+    by_path: Dict[Optional[str], int] = {}
+    for key, (_, nbytes) in saved.items():
+        by_path[owners[key]] = by_path.get(owners[key], 0) + nbytes
+    peak_path = order.paths[min(peak_index, len(order.paths) - 1)]
+    return _Saved(total, peak, by_path, peak_path, recorder, dict(counter.by_key))
 
 
 def _inference_peak(model, args, kwargs) -> int:
@@ -223,15 +265,31 @@ def _inference_peak(model, args, kwargs) -> int:
 
 
 def memory(model: Any, batch: Optional[int] = None, optimizer: str = "adam", amp: bool = False, input_size=None,
-           fit: Optional[str] = None, model_kwargs: Optional[Dict[str, Any]] = None, **kwargs) -> MemoryReport:
+           fit: Optional[str] = None, model_kwargs: Optional[Dict[str, Any]] = None, depth: Optional[int] = None,
+           checkpointing: bool = False, shard: Optional[int] = None, zero: Optional[int] = None,
+           **kwargs) -> MemoryReport:
     """Memory of inference and of one training step at ``batch``, on the meta device. Without
     ``batch``, the batch of ``input_size`` when it gives a full shape (``8x1x28x28``), else 1.
+
+    ``depth``: per row, the activations it saves for backward, its parameters, gradients and
+    optimizer state (rows add up to the totals; the row where the backward peaks is marked).
+    ``checkpointing``: what activation checkpointing of those rows would save and cost.
+    ``shard``/``zero``: the model states each of ``shard`` data-parallel ranks holds under ZeRO
+    stage ``zero`` (mixed precision, Rajbhandari et al. 2020), ``batch`` being the per-rank batch.
 
     >>> memory("alexnet", batch=8).params_bytes
     187058984
     """
     if optimizer not in OPTIMIZER_STATES:
         raise UsageError(f"unknown --optimizer '{optimizer}': use one of {', '.join(OPTIMIZER_STATES)}")
+    if depth is not None and depth < 1:
+        raise UsageError(f"bad --depth {depth}: it must be >= 1")
+    if checkpointing and depth is None:
+        depth = 1
+    if shard is not None and shard < 1:
+        raise UsageError(f"bad --shard {shard}: the number of ranks must be >= 1")
+    if zero is not None and zero not in (0, 1, 2, 3):
+        raise UsageError(f"bad --zero {zero}: use 0, 1, 2 or 3")
     if batch is not None and batch < 1:
         raise UsageError(f"bad --batch {batch}: it must be a positive integer")
     model_kwargs = {**(model_kwargs or {}), **kwargs}
@@ -253,14 +311,26 @@ def memory(model: Any, batch: Optional[int] = None, optimizer: str = "adam", amp
     if batch is None:  # the input's own batch (8x1x28x28 → 8); a side or the default → 1
         given = resolve_inputs(input_size, module, loaded.default_input)
         batch = given.shapes[0][0] if input_size is not None and given.shapes and not isinstance(input_size, int) else 1
-    inputs, (saved, backward_peak), peak = measure(batch)
+    inputs, saved, peak = measure(batch)
     report = MemoryReport(loaded.label, inputs.describe(), batch, optimizer, amp, params_bytes, trainable,
-                          OPTIMIZER_STATES[optimizer] * trainable, saved, peak, backward_peak, loaded.note)
+                          OPTIMIZER_STATES[optimizer] * trainable, saved.total, peak, saved.peak, loaded.note)
+    if depth is not None:
+        report.depth = depth
+        report.rows = _rows(module, saved, depth, OPTIMIZER_STATES[optimizer])
+        if checkpointing:
+            report.checkpointed = _checkpointed(report.rows, saved)
+    if shard is not None or zero is not None:
+        report.sharding = sharding(params_bytes // 4 if params else 0, trainable // 4 if params else 0,
+                                   shard or 1, zero or 0, optimizer)
     if fit is not None:
         budget = parse_bytes(fit)
-        fixed = report.params_bytes + report.optimizer_bytes
         report.fit_budget = budget
-        report.fit_batch = _largest_batch(lambda b: fixed + measure(b)[1][1] <= budget)
+        if report.sharding is not None:  # per rank: its share of the states, plus its batch's activations
+            fixed = report.sharding.states_bytes
+            report.fit_batch = _largest_batch(lambda b: fixed + measure(b)[1].total <= budget)
+        else:
+            fixed = report.params_bytes + report.optimizer_bytes
+            report.fit_batch = _largest_batch(lambda b: fixed + measure(b)[1].peak <= budget)
     return report
 
 
@@ -277,3 +347,135 @@ def _largest_batch(fits) -> int:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid)
     return lo
+
+
+# --------------------------------------------------------------------------- per layer
+
+
+@dataclass
+class MemoryRow:
+    name: str
+    type: str
+    depth: int
+    kind: str
+    input_bytes: int  # what entering the row holds (what checkpointing would keep)
+    activations_bytes: int  # saved for backward while this row ran
+    params_bytes: int
+    grads_bytes: int
+    optimizer_bytes: int
+    forward_flops: int
+    peak: bool = False  # the backward holds the most while it is in this row
+
+    @property
+    def total_bytes(self) -> int:
+        return self.activations_bytes + self.params_bytes + self.grads_bytes + self.optimizer_bytes
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {**asdict(self), "total_bytes": self.total_bytes}
+
+
+def _rows(module: nn.Module, saved: _Saved, depth: int, states: int) -> List[MemoryRow]:
+    params: Dict[Optional[str], int] = {}
+    trainable: Dict[Optional[str], int] = {}
+    for name, p in module.named_parameters():  # a shared parameter once, under its first name
+        owner = name.rpartition(".")[0]
+        params[owner] = params.get(owner, 0) + p.numel() * p.element_size()
+        if p.requires_grad:
+            trainable[owner] = trainable.get(owner, 0) + p.numel() * p.element_size()
+    rec = saved.recorder
+    layer_rows = build_rows(module, rec, saved.flops_by_path, depth, root_label=type(module).__name__,
+                            also=[saved.by_path, params])
+    acts, par, grads, flops = (per_row(layer_rows, m) for m in (saved.by_path, params, trainable,
+                                                                saved.flops_by_path))
+    out = []
+    for i, r in enumerate(layer_rows):
+        path = r.paths[0][0] if r.kind == "module" and r.paths else None
+        held = _bytes_of(rec.inputs.get(path)) * rec.calls.get(path, 0) if path is not None else 0
+        out.append(MemoryRow(r.name, r.type, r.depth, r.kind, held, int(acts[i]), int(par[i]),
+                             int(grads[i]), int(grads[i]) * states, int(flops[i]),
+                             peak=any(_holds(path, below, saved.peak_path) for path, below in r.paths)))
+    return out
+
+
+def _holds(path, below: bool, target) -> bool:
+    if path is None or target is None:
+        return path is None and target is None
+    return target == path or (below and (path == "" or target.startswith(path + ".")))
+
+
+def _bytes_of(shape, element: int = 4) -> int:
+    """Bytes of the tensor(s) of a recorded shape, at float32 (the recorder keeps shapes only)."""
+    if not shape:
+        return 0
+    if isinstance(shape, dict):
+        return sum(_bytes_of(s, element) for s in shape.values())
+    if isinstance(shape[0], (list, tuple, dict)):
+        return sum(_bytes_of(s, element) for s in shape)
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n * element
+
+
+@dataclass
+class Checkpointing:
+    """Activation checkpointing of every module row: each keeps only its input, and backward
+    runs its forward again (one row at a time) to get the rest back."""
+
+    activations_bytes: int  # the rows' inputs, plus what the rows not checkpointed save
+    backward_peak_bytes: int  # those, the largest row's own activations recomputed, and all gradients
+    extra_flops: int  # the checkpointed rows' forward FLOPs, run again in backward
+    saved_bytes: int  # activations no longer held: today's minus checkpointed
+
+
+def _checkpointed(rows: List[MemoryRow], saved: _Saved) -> Checkpointing:
+    chosen = [r for r in rows if r.kind == "module"]
+    others = sum(r.activations_bytes for r in rows if r.kind != "module")
+    kept = sum(r.input_bytes for r in chosen) + others
+    largest = max((r.activations_bytes for r in chosen), default=0)
+    grads = sum(r.grads_bytes for r in rows)
+    return Checkpointing(kept, kept + largest + grads, sum(r.forward_flops for r in chosen), saved.total - kept)
+
+
+# --------------------------------------------------------------------------- sharded over ranks (ZeRO)
+
+# Bytes of optimizer state per parameter in mixed precision (Rajbhandari et al., 2020): the fp32
+# master copy, then the optimizer's own fp32 tensors. Adam: K = 4 + 4 + 4 = 12.
+MIXED_PRECISION_K = {"adam": 12, "adamw": 12, "sgd-momentum": 8, "sgd": 4}
+
+
+@dataclass
+class Sharding:
+    """Model states one of ``ranks`` data-parallel ranks holds under ZeRO stage ``stage``:
+    2 bytes of bf16/fp16 parameters and 2 of gradients per parameter, and K bytes of fp32
+    master weights and optimizer state. Stage 0 (DDP) replicates all; 1 shards the optimizer
+    states, 2 also the gradients, 3 (FSDP) also the parameters."""
+
+    ranks: int
+    stage: int
+    optimizer: str
+    params: int  # Ψ
+    k: int
+    params_bytes: int  # per rank
+    grads_bytes: int
+    optimizer_bytes: int
+
+    @property
+    def states_bytes(self) -> int:
+        return self.params_bytes + self.grads_bytes + self.optimizer_bytes
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {**asdict(self), "states_bytes": self.states_bytes}
+
+
+def sharding(params: int, trainable: int, ranks: int, stage: int, optimizer: str) -> Sharding:
+    """Per-rank model states of ``params`` parameters (``trainable`` of them trained)."""
+    k = MIXED_PRECISION_K[optimizer]
+    p_bytes, g_bytes, o_bytes = 2 * params, 2 * trainable, k * trainable
+    if stage >= 1:
+        o_bytes = math.ceil(o_bytes / ranks)
+    if stage >= 2:
+        g_bytes = math.ceil(g_bytes / ranks)
+    if stage >= 3:
+        p_bytes = math.ceil(p_bytes / ranks)
+    return Sharding(ranks, stage, optimizer, params, k, p_bytes, g_bytes, o_bytes)

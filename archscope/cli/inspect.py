@@ -9,7 +9,6 @@ import typer
 from archscope.cli.app import app, emit, err, run
 from archscope.cli.options import (
     BATCH,
-    BATCH_1,
     BUILD,
     DEPTH,
     DEVICE,
@@ -99,25 +98,95 @@ MEMORY_OPTIONS = [
         help="adam | adamw | sgd | sgd-momentum: how much state per parameter.")], "adam"),
     flag("--amp", "bf16 autocast: inputs of convs/matmuls saved at 2 bytes."),
     Opt("fit", Annotated[Optional[str], typer.Option(
-        "--fit", help="A memory budget, e.g. 16GiB: print the largest batch that fits.", show_default=False)], None),
+        "--fit", help="A memory budget, e.g. 16GiB: print the largest (per-GPU) batch that fits.",
+        show_default=False)], None),
+    Opt("depth", Annotated[Optional[int], typer.Option(
+        "--depth", "-d", help="Per layer at this depth: activations saved, params, grads, optimizer state.",
+        show_default=False)], None),
+    flag("--checkpointing", "Activation checkpointing of the rows at --depth (1 if not given): memory and extra FLOPs."),
+    Opt("shard", Annotated[Optional[int], typer.Option(
+        "--shard", help="Data-parallel ranks N: model states per rank under --zero (--batch is per rank).",
+        show_default=False)], None),
+    Opt("zero", Annotated[Optional[int], typer.Option(
+        "--zero", help="ZeRO stage 0 (DDP) | 1 (optimizer states sharded) | 2 (+ gradients) | 3 (+ parameters).",
+        show_default=False)], None),
+    flag("--fsdp", "The same as --zero 3."),
 ]
 
 
-@command(app, "memory", MODEL, BATCH_1, MEMORY_OPTIONS, INPUT, BUILD, FORMAT, run=run)
+SWEEP_BATCH = Opt("batch", Annotated[Optional[str], typer.Option(
+    "--batch", "-b", help="Batch size, or a sweep: 1,8,64,256 or 1..256 (powers of two). Default: the batch of "
+                          "--input, else 1.", show_default=False)], None)
+SWEEP_SIZE = Opt("size", Annotated[Optional[str], typer.Option(
+    "--size", "-s", help="Image side (the rank and channels from the model's first conv), or a list: 28,56,112.",
+    show_default=False)], None)
+PLOT = Opt("plot", Annotated[Optional[str], typer.Option(
+    "--plot", help="FILE.png: draw the sweep against batch (needs matplotlib).", show_default=False)], None)
+MEMORY_HW = Opt("hw", Annotated[Optional[str], typer.Option(
+    "--hw", help="A device from 'archscope time --hw list' whose memory is the sweep's capacity line.",
+    show_default=False)], None)
+
+
+def _sweep_points(o):
+    from archscope.analysis.sweep import parse_points
+
+    batches, sizes = parse_points(o["batch"], "--batch"), parse_points(o["size"], "--size")
+    if o["size"] is not None and o["input_"]:
+        raise UsageError("give either --input or --size, not both")
+    return batches, sizes
+
+
+def _emit_sweep(sweep, o) -> None:
+    from archscope.report import render
+    from archscope.report.sweep import plot_sweep
+
+    emit(render(sweep, o["fmt"]))
+    if o["plot"]:
+        err.print(f"wrote {plot_sweep(sweep, o['plot'])}", highlight=False, markup=False)
+
+
+@command(app, "memory", MODEL, [SWEEP_BATCH], MEMORY_OPTIONS, [INPUT[0], SWEEP_SIZE], BUILD, FORMAT,
+         [MEMORY_HW, PLOT], run=run)
 def memory_(o):
     """Memory of inference and of one training step: parameters, gradients, optimizer state, activations."""
     from archscope.analysis.memory import memory
     from archscope.report import check_format, render
 
     check_format(o["fmt"])
-    report = memory(o["model"], batch=o["batch"], optimizer=o["optimizer"], amp=o["amp"],
-                    input_size=input_options(o)["input_size"], fit=o["fit"], model_kwargs=model_kwargs(o))
+    zero = o["zero"]
+    if o["fsdp"]:
+        if zero not in (None, 3):
+            raise UsageError(f"--fsdp is ZeRO stage 3: it cannot go with --zero {zero}")
+        zero = 3
+    if zero is not None and o["shard"] is None:
+        raise UsageError("--zero/--fsdp shard over ranks: give their number with --shard N")
+    options = dict(optimizer=o["optimizer"], amp=o["amp"], model_kwargs=model_kwargs(o), shard=o["shard"],
+                   zero=0 if o["shard"] is not None and zero is None else zero)
+    batches, sizes = _sweep_points(o)
+    input_size = o["input_"][0] if o["input_"] and len(o["input_"]) == 1 else (o["input_"] or None)
+    if len(batches) > 1 or len(sizes) > 1 or o["plot"]:
+        from archscope.analysis.hardware import parse_hardware
+        from archscope.analysis.sweep import sweep_memory
+
+        if o["depth"] is not None or o["checkpointing"]:
+            raise UsageError("--depth and --checkpointing show one point: give one --batch and one --size")
+        capacity = o["fit"]
+        if capacity is None and o["hw"]:
+            hardware = parse_hardware(o["hw"])
+            capacity = f"{hardware.memory}B" if hardware.memory else None
+        sweep = sweep_memory(o["model"], batches, sizes, input_size=input_size, capacity=capacity, **options)
+        if o["hw"] and not o["fit"]:
+            sweep.capacity_label = parse_hardware(o["hw"]).description
+        return _emit_sweep(sweep, o)
+    report = memory(o["model"], batch=batches[0], input_size=sizes[0] if sizes[0] is not None else input_size,
+                    fit=o["fit"], depth=o["depth"], checkpointing=o["checkpointing"], **options)
     emit(render(report, o["fmt"]))
 
 
 TIME_OPTIONS = [
-    Opt("batch", Annotated[Optional[int], typer.Option(
-        "--batch", "-b", help="Batch size. Default: the batch of --input, else 32.", show_default=False)], None),
+    Opt("batch", Annotated[Optional[str], typer.Option(
+        "--batch", "-b", help="Batch size, or a sweep: 1,8,64,256 or 1..256. Default: the batch of --input, else 32.",
+        show_default=False)], None),
     Opt("dtype", Annotated[str, typer.Option("--dtype", help="fp32 | bf16 | fp16: the model's and inputs' dtype.")],
         "fp32"),
     flag("--train", "A whole training step: forward, backward and one optimizer step."),
@@ -130,8 +199,8 @@ TIME_OPTIONS = [
 
 
 @command(app, "time", [Opt("model", Annotated[Optional[str], typer.Argument(
-    help=MODEL_HELP + " Not needed with --hw list.", show_default=False)], None)], TIME_OPTIONS, INPUT, INPUT_DATA,
-    DEPTH, BUILD, FORMAT, run=run)
+    help=MODEL_HELP + " Not needed with --hw list.", show_default=False)], None)], TIME_OPTIONS,
+    [INPUT[0], SWEEP_SIZE], INPUT_DATA, DEPTH, BUILD, FORMAT, [PLOT], run=run)
 def time_(o):
     """Seconds per layer: a roofline prediction (FLOPs, bytes, per-op overhead) on chosen hardware; --measure times it."""
     from archscope.analysis.hardware import HardwareTable, hardware_list
@@ -143,9 +212,25 @@ def time_(o):
         return emit(render(HardwareTable(hardware_list()), o["fmt"]))
     if o["model"] is None:
         raise UsageError("give a MODEL to time (or --hw list for the hardware table)")
-    report = time_model(o["model"], batch=o["batch"], dtype=o["dtype"], train=o["train"], hw=o["hw"],
-                        measure=o["measure"], depth=o["depth"], optimizer=o["optimizer"],
-                        model_kwargs=model_kwargs(o), **input_options(o))
+    options = dict(dtype=o["dtype"], train=o["train"], hw=o["hw"], measure=o["measure"], depth=o["depth"],
+                   optimizer=o["optimizer"], model_kwargs=model_kwargs(o))
+    batches, sizes = _sweep_points(o)
+    if o["input_data"] and (o["input_"] or o["size"]):
+        raise UsageError("give either --input-data or --input/--size, not both")
+    input_size = o["input_"][0] if o["input_"] and len(o["input_"]) == 1 else (o["input_"] or None)
+    if len(batches) > 1 or len(sizes) > 1 or o["plot"]:
+        from archscope.analysis.sweep import sweep_time
+
+        if o["input_data"]:
+            raise UsageError("a sweep makes its own inputs: drop --input-data")
+        return _emit_sweep(sweep_time(o["model"], batches, sizes, input_size=input_size, **options), o)
+    input_data = None
+    if o["input_data"]:
+        from archscope.inputs import load_input_data
+
+        input_data = load_input_data(o["input_data"])
+    report = time_model(o["model"], batch=batches[0], input_size=sizes[0] if sizes[0] is not None else input_size,
+                        input_data=input_data, **options)
     emit(render(report, o["fmt"]))
 
 

@@ -40,6 +40,27 @@ def _duration(seconds: float) -> str:
     return f"{int(minutes // 60)} h {int(minutes % 60)} min"
 
 
+def predicted_line(run, measured: float) -> str:
+    """What ``archscope time`` predicts for this run's training step on this device, beside the
+    measured rate: every training run checks the time model."""
+    from archscope.analysis.hardware import hardware_for
+    from archscope.analysis.timing import time_model
+
+    try:
+        hardware = hardware_for(run.device)
+        if hardware is None:
+            return f"no time prediction: {run.device} is not in 'archscope time --hw list'"
+        optimizer = "sgd-momentum" if run.cfg.optimizer == "sgd" else run.cfg.optimizer
+        report = time_model(run.model, input_size=(run.cfg.batch_size, run.channels, run.side, run.side), train=True,
+                            hw=hardware.name if hardware.name != "cpu" else "cpu",
+                            dtype="bf16" if run.amp else "fp32", optimizer=optimizer)
+    except Exception as error:  # noqa: BLE001 - a prediction never stops a training run
+        return f"no time prediction: {type(error).__name__}: {error}"
+    predicted = run.cfg.batch_size / report.total().predicted_s
+    return (f"predicted {predicted:,.0f} img/s on {hardware.description} by 'archscope time' "
+            f"(measured/predicted {measured / predicted:.2f})")
+
+
 class EpochProgress:
     """A progress bar for one epoch with ETA and running loss, refreshed only when the loop syncs
     anyway (its first step, then every 1/20 epoch); after the first steps, one line estimates
@@ -108,6 +129,7 @@ class EpochProgress:
         rate = run.cfg.batch_size * timed / seconds
         run.say(f"measured {rate:,.0f} img/s after warm-up: ≈ {_duration(per_epoch)} an epoch, "
                 f"≈ {_duration(total)} for {plural(run.cfg.epochs, 'epoch')} on {run.device.type}")
+        run.say(predicted_line(run, rate))
         if run.device.type == "cpu" and total > 15 * 60:
             run.say(f"that is long on a CPU: a CUDA GPU makes it minutes; for a quick look, try "
                     f"--limit-train 5000 or a smaller --resize (the smallest {run.cfg.model} accepts is shown by "
