@@ -7,6 +7,7 @@ tensors: one, a tuple of positional arguments, or a dict of keyword arguments).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ class Inputs:
     shapes: List[Shape] = field(default_factory=list)
     dtypes: List[torch.dtype] = field(default_factory=list)
     data: Optional[Tuple[tuple, dict]] = None  # real (args, kwargs), when the user gave tensors
+    assumed: Optional[str] = None  # what a side (--size) was taken to mean, from the model's first conv
 
     @property
     def shape(self) -> Optional[Shape]:
@@ -157,11 +159,13 @@ def resolve_inputs(
 
     specs = _split(input_size)
     shapes, parsed_dtypes = [], []
+    assumed = None
     for spec in specs:
         if isinstance(spec, str):
             shape, dtype = parse_shape(spec)
         elif isinstance(spec, int):
             shape, dtype = _from_side(spec, model), None
+            assumed = _assumption(spec, model)
         else:
             shape, dtype = tuple(int(d) for d in spec), None
             if not shape or any(d <= 0 for d in shape):
@@ -177,9 +181,9 @@ def resolve_inputs(
         if batch <= 0:
             raise UsageError(f"bad --batch {batch}: it must be a positive integer")
         shapes = [(batch,) + tuple(s[1:]) for s in shapes]
-    if len(shapes) == 1 and final_dtypes[0].is_floating_point:  # an image for the first conv
-        _check_rank(shapes[0], model)
-    return Inputs(shapes, final_dtypes)
+    # An explicit shape is run as given: a model may reshape it (D2L's MLP turns 1x784 into an image),
+    # or define a Conv1d head before its Conv2d stem. Only a side is read through the first conv.
+    return Inputs(shapes, final_dtypes, assumed=assumed)
 
 
 def _split(input_size: InputSize) -> list:
@@ -201,17 +205,14 @@ def _from_side(side: int, model: nn.Module) -> Shape:
     return (1, first_in_channels(model) or 1) + (side,) * (rank - 2)
 
 
-def _check_rank(shape: Shape, model: nn.Module) -> None:
-    expected = expected_rank(model)
-    if expected is None or len(shape) == expected:
-        return
-    text = "x".join(map(str, shape))
-    sides = " x ".join(["side"] * (expected - 2))
-    example = "x".join(["1", str(first_in_channels(model) or 1)] + ["224"] * (expected - 2))
-    raise UsageError(
-        f"malformed --input '{text}': this model's first conv takes {expected} sizes "
-        f"(batch x channels x {sides}), e.g. {example}"
-    )
+def _assumption(side: int, model: nn.Module) -> str:
+    conv = first_spatial_layer(model)
+    if conv is None:
+        return f"--size {side} was read as 1x1x{side}x{side} (the model has no conv to say its rank and channels)"
+    rank = len(conv.kernel_size) + 2
+    shape = "x".join(["1", str(conv.in_channels)] + [str(side)] * (rank - 2))
+    return (f"--size {side} was read as {shape} from the model's first-defined conv ({type(conv).__name__}, "
+            f"{conv.in_channels} channels); give --input to say otherwise")
 
 
 def _as_call(data: Any) -> Tuple[tuple, dict]:
@@ -241,11 +242,49 @@ def load_input_data(path: str) -> Any:
 
 # --------------------------------------------------------------------------- shape helpers
 
+def _fields_of(obj: Any) -> Optional[dict]:
+    """A NamedTuple's or a dataclass instance's fields by name (HF's ModelOutput is a dict already)."""
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return dict(zip(obj._fields, obj))
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type) and not isinstance(obj, dict):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    return None
+
+
+def dims(t: torch.Tensor) -> List[int]:
+    """A tensor's shape; a nested (ragged) tensor's padded shape: its count, then each dimension's
+    largest size over its components (what ``to_padded_tensor`` would make)."""
+    if not getattr(t, "is_nested", False):
+        return list(t.shape)
+    parts = t.unbind()
+    if not parts:
+        return [0]
+    return [len(parts)] + [max(int(p.shape[i]) for p in parts) for i in range(parts[0].dim())]
+
+
+def tensors_in(obj: Any) -> List[torch.Tensor]:
+    """Every tensor in an output: nested tuples, lists, dicts, NamedTuples and dataclasses."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    fields = _fields_of(obj)
+    if fields is not None:
+        obj = fields
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in tensors_in(v)]
+    if isinstance(obj, (tuple, list)):
+        return [t for v in obj for t in tensors_in(v)]
+    return []
+
+
 def shape_of(obj: Any) -> Any:
     """Shapes of the tensors in a module's input or output: a list for one tensor, a list of
-    those for several, ``{key: shape}`` for a dict (its keys kept), None if there is none."""
+    those for several, ``{key: shape}`` for a dict, a NamedTuple or a dataclass (its field
+    names kept), None if there is none. A nested (ragged) tensor shows its padded shape."""
     if isinstance(obj, torch.Tensor):
-        return list(obj.shape)
+        return dims(obj)
+    fields = _fields_of(obj)
+    if fields is not None:
+        obj = fields
     if isinstance(obj, dict):
         shapes = {str(k): shape_of(v) for k, v in obj.items()}
         shapes = {k: s for k, s in shapes.items() if s is not None}

@@ -199,3 +199,20 @@ def test_a_linear_shared_by_two_sequentials_is_checked_where_it_is_called():
     wrong = check(Shared(), input_size=(1, 1, 5, 5), sizes=(1, 8))
     assert not wrong.ok and wrong.diagnosis.fix == "set in_features=25, or feed 4×4"
     assert wrong.scan.to_dict()["linears"] == {"b.fc": {"in_features": 16, "valid_sides": [[4, 4]]}}
+
+
+@pytest.mark.parametrize("layer, side", [
+    (nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1), 1),
+    (nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1), 7),
+    (nn.ConvTranspose2d(8, 4, 5, stride=3, dilation=2), 2),
+    (nn.ConvTranspose1d(8, 4, 4, stride=2), 5),
+])
+def test_transposed_convs_grow_their_input_as_pytorch_does(layer, side):
+    from archscope.analysis.diagnose.arithmetic import output_sides
+    from archscope.analysis.diagnose.blame import classify
+
+    rank = 1 if isinstance(layer, nn.ConvTranspose1d) else 2
+    shape = [1, 8] + [side] * rank
+    real = list(layer(torch.zeros(shape)).shape[2:])
+    assert output_sides(layer, shape[2:]) == real
+    assert classify(layer, shape) is None  # a decoder's small input is not a "spatial" failure

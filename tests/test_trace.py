@@ -252,3 +252,24 @@ def test_uninitialised_lazy_model_is_traced_on_a_copy():
     assert t.device == "cpu" and "lazy" in t.note
     assert t.row("2").params == 4 * 6 * 6 * 10 + 10 and t.row("2").input_shape == [1, 144]
     assert isinstance(net[2].weight, nn.parameter.UninitializedParameter)  # the user's object is untouched
+
+
+class InPlaceArithmetic(nn.Module):
+    """Every in-place product PyTorch has, with shapes chosen so each one's MACs differ."""
+
+    def forward(self, x):  # x: (2, 3, 4)
+        a = torch.zeros(3, 5)
+        a.addmm_(x[0].t()[:3, :3].contiguous(), torch.ones(3, 5))  # (3x3) @ (3x5): 45 MACs
+        b = torch.zeros(2, 3, 6)
+        b.baddbmm_(x, torch.ones(2, 4, 6))  # 2 x (3x4) @ (4x6): 144 MACs
+        c = torch.zeros(3)
+        c.addmv_(x[0], torch.ones(4))  # (3x4) @ 4: 12 MACs
+        d = torch.zeros(3, 7)
+        d.addbmm_(x, torch.ones(2, 4, 7))  # Σ over 2 of (3x4) @ (4x7): 168 MACs
+        return a.sum() + b.sum() + c.sum() + d.sum()
+
+
+def test_in_place_products_are_counted_as_their_out_of_place_forms():
+    t = trace(InPlaceArithmetic(), input_size=(2, 3, 4), device="cpu")
+    assert t.totals.macs == 45 + 144 + 12 + 168
+    assert not t.uncounted_ops

@@ -94,3 +94,129 @@ def test_a_wrapped_model_is_unwrapped(wrap):
     t = trace(wrap(inner), input_size=(2, 4))
     assert [r.name for r in t.rows] == ["0", "1", "2"] and "DataParallel" in t.note
     assert t.totals.flops == 2 * 2 * (4 * 3 + 3 * 2)  # two rows through both Linears
+
+
+# --------------------------------------------------------------------------- an explicit --input is never refused on a guess
+
+
+class ReshapesItsInput(nn.Module):
+    """D2L's idiom: a flat 784 vector becomes a 1x28x28 image inside forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4 * 26 * 26, 10)
+
+    def forward(self, x):
+        return self.fc(self.conv(x.reshape(-1, 1, 28, 28)).flatten(1))
+
+
+class HeadDefinedFirst(nn.Module):
+    """A Conv1d head defined before the Conv2d stem that runs first."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Conv1d(8, 2, 1)
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x):
+        return self.head(self.stem(x).mean(dim=3))
+
+
+@pytest.mark.parametrize("model, shape", [(ReshapesItsInput(), (2, 784)), (HeadDefinedFirst(), (2, 3, 16, 16))])
+def test_an_explicit_input_runs_as_given(model, shape):
+    from archscope.analysis.api import trace
+
+    t = trace(model, input_size="x".join(map(str, shape)))
+    assert t.output_shape == list(model(torch.zeros(shape)).shape)
+
+
+def test_a_side_says_what_it_assumed():
+    from archscope.analysis.api import trace
+    from archscope.errors import ModelFailure
+
+    with pytest.raises(ModelFailure) as failed:
+        trace(HeadDefinedFirst(), input_size=16)  # read through the Conv1d: 1x8x16, which the stem refuses
+    assert "--size 16 was read as 1x8x16 from the model's first-defined conv (Conv1d" in str(failed.value)
+    t = trace(ReshapesItsInput(), input_size=28)
+    assert "--size 28 was read as 1x1x28x28" in t.note
+
+
+def test_a_compiled_module_shows_the_original_rows():
+    from archscope.analysis.api import trace
+
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    compiled = torch.compile(net)  # compiling is lazy: nothing runs until it is called
+    t = trace(compiled, input_size=(1, 1, 8, 8))
+    assert [r.name for r in t.rows] == ["0", "1", "2", "3"]
+    assert t.totals.flops == 2 * (4 * 6 * 6 * 9 + 4 * 6 * 6 * 3)  # conv and linear MACs by hand, x 2
+    assert "torch.compile wrapper was unwrapped" in t.note
+
+
+def test_a_lazy_model_on_meta_is_told_what_to_do_not_to_use_meta():
+    from archscope.analysis.api import trace
+    from archscope.errors import UsageError
+
+    with torch.device("meta"):
+        lazy = nn.Sequential(nn.LazyLinear(4), nn.ReLU())
+    with pytest.raises(UsageError) as refused:
+        trace(lazy, input_size=(2, 8))
+    message = str(refused.value)
+    assert "lazy layers need one real forward" in message and "--device meta" not in message
+    eager = nn.Sequential(nn.LazyLinear(4), nn.ReLU())  # on CPU it traces (a copy runs once)
+    assert trace(eager, input_size=(2, 8)).totals.params == 8 * 4 + 4
+
+
+# --------------------------------------------------------------------------- outputs that are dataclasses and NamedTuples
+
+from dataclasses import dataclass  # noqa: E402
+from typing import NamedTuple  # noqa: E402
+
+
+@dataclass
+class Prediction:
+    logits: torch.Tensor
+    features: torch.Tensor
+    label: str = "unused"
+
+
+class Pair(NamedTuple):
+    logits: torch.Tensor
+    features: torch.Tensor
+
+
+class Returns(nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.kind, self.body, self.head = kind, nn.Linear(6, 4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        features = self.body(x)
+        return self.kind(self.head(features), features)
+
+
+@pytest.mark.parametrize("kind", [Prediction, Pair])
+def test_dataclass_and_namedtuple_outputs_show_their_fields_and_train(kind):
+    from archscope.analysis.api import trace
+
+    t = trace(Returns(kind), input_size=(2, 6), train=True)
+    assert t.output_shape == {"logits": [2, 3], "features": [2, 4]}
+    assert json.loads(t.to_json())["output_shape"] == {"logits": [2, 3], "features": [2, 4]}
+    # a real step: d(sum of both outputs) reaches both Linears; forward + grad weight (+ grad input for head)
+    assert t.totals.train_flops == 2 * (2 * 2 * 6 * 4) + 3 * (2 * 2 * 4 * 3)
+
+
+def test_a_transformer_encoder_with_a_padding_mask_traces_its_ragged_fast_path():
+    from archscope.analysis.api import trace
+
+    torch.manual_seed(0)
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, batch_first=True), 2).eval()
+    x = torch.randn(2, 5, 16)
+    mask = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])  # lengths 5 and 3
+    t = trace(enc, input_data={"src": x, "src_key_padding_mask": mask}, depth=3)
+    assert t.output_shape == list(enc(x, src_key_padding_mask=mask).shape) == [2, 5, 16]
+    # By hand, per layer: only the 8 real tokens are computed; each sequence attends within itself.
+    d, ff, tokens, pairs = 16, 32, 5 + 3, 5 * 5 + 3 * 3
+    per_layer = 2 * tokens * 4 * d * d + 2 * 2 * pairs * d + 2 * 2 * tokens * d * ff
+    assert t.totals.flops == 2 * per_layer
+    assert not t.uncounted_ops

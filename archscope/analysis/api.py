@@ -76,7 +76,7 @@ def trace(
         totals=Totals(params, trainable, counter.total,
                       None if counter.backward_total is None else counter.total + counter.backward_total),
         options=dict(model_kwargs),
-        note="; ".join(n for n in (loaded.note, run.note, _fields_note(run)) if n) or None,
+        note="; ".join(n for n in (loaded.note, _assumed(inputs, loaded), run.note, _fields_note(run)) if n) or None,
         uncounted_ops=counter.uncounted_ops(),
     )
 
@@ -104,9 +104,16 @@ def failure(run: Attempt, inputs: Inputs, loaded) -> ModelFailure:
     """The one-line error of a forward that raised, with the diagnosis attached."""
     diagnosis = diagnose(run.module, inputs.shape, run.error, loaded)
     message = diagnosis.one_line()
-    if run.note:
-        message += f" ({run.note})"
+    for note in (_assumed(inputs, loaded), run.note):
+        if note:
+            message += f" ({note})"
     return ModelFailure(message, diagnosis)
+
+
+def _assumed(inputs: Inputs, loaded) -> Optional[str]:
+    """What a --size was taken to mean, for a model that declares no input of its own (a zoo or
+    library model's side is its builder's, not a guess)."""
+    return inputs.assumed if loaded.default_input is None else None
 
 
 def _fields_note(run: Attempt) -> Optional[str]:

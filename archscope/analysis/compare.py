@@ -63,42 +63,46 @@ def _smallest_running_side(module, shape) -> Optional[int]:
     return smallest_running_side(module, shape)[0]
 
 
-def compare_one(spec: Any, batch: int = 1, model_kwargs: Optional[Dict[str, Any]] = None) -> Comparison:
+def compare_one(spec: Any, batch: int = 1, model_kwargs: Optional[Dict[str, Any]] = None,
+                input_size=None) -> Comparison:
     kwargs = dict(model_kwargs or {})
-    t = trace(spec, depth=99, rf=True, model_kwargs=kwargs, batch=batch)
+    t = trace(spec, depth=99, rf=True, model_kwargs=kwargs, batch=batch, input_size=input_size)
     notes = [t.note] if t.note else []
     # FLOPs are linear in the batch; BatchNorm in train mode needs two images, so count at >= 2.
     step_batch = max(batch, 2)
     train_flops = memory_bytes = None
     try:
-        train_flops = trace(spec, train=True, batch=step_batch, model_kwargs=kwargs).totals.train_flops * batch // step_batch
+        train_flops = trace(spec, train=True, batch=step_batch, model_kwargs=kwargs,
+                            input_size=input_size).totals.train_flops * batch // step_batch
     except ArchscopeError as error:
         notes.append(f"training FLOPs: {first_line(error)}")
     try:
-        memory_bytes = memory(spec, batch=batch, model_kwargs=kwargs).training_bytes
+        memory_bytes = memory(spec, batch=batch, model_kwargs=kwargs, input_size=input_size).training_bytes
     except ArchscopeError as error:
         notes.append(f"memory: {first_line(error)}")
     first_fc = None
-    report = check(spec, model_kwargs=kwargs)
+    report = check(spec, model_kwargs=kwargs, input_size=input_size)
     linear = report.first_linear()
     if linear is not None:
         first_fc = linear.arriving
     deepest = _deepest_field(t)
     loaded = load_model(spec, device="meta", **kwargs)
-    shape = resolve_inputs(None, loaded.module, loaded.default_input).shape
+    shape = resolve_inputs(input_size, loaded.module, loaded.default_input).shape
     return Comparison(t.model, t.input_shape, t.totals.params, t.totals.flops, train_flops, memory_bytes,
                       _smallest_running_side(loaded.module, shape), first_fc,
                       deepest["size"] if deepest else None, batch, "; ".join(notes) or None,
                       bool(deepest and deepest.get("whole_input")))
 
 
-def compare(models: Sequence[Any], batch: int = 1, model_kwargs: Optional[Dict[str, Any]] = None) -> "Comparisons":
-    """One ``Comparison`` per model; builder options apply to the models that accept them."""
+def compare(models: Sequence[Any], batch: int = 1, model_kwargs: Optional[Dict[str, Any]] = None,
+            input_size=None) -> "Comparisons":
+    """One ``Comparison`` per model; builder options apply to the models that accept them.
+    ``input_size`` (a side or a shape) is given to every model; without it each takes its default."""
     if not models:
         raise UsageError("name at least one model to compare")
     if batch < 1:
         raise UsageError(f"bad --batch {batch}: it must be a positive integer")
-    return Comparisons(compare_one(spec, batch, _accepted(spec, model_kwargs or {})) for spec in models)
+    return Comparisons(compare_one(spec, batch, _accepted(spec, model_kwargs or {}), input_size) for spec in models)
 
 
 def _accepted(spec: Any, kwargs: Dict[str, Any]) -> Dict[str, Any]:

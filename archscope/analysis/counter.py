@@ -48,7 +48,13 @@ def _mha_core(batch: int, q_len: int, kv_len: int, embed: int) -> int:
 
 
 def _native_mha(query, key, value, embed_dim, *args, **kwargs) -> int:
-    # Fast path of nn.MultiheadAttention in eval: tensors are (batch, length, embed).
+    # Fast path of nn.MultiheadAttention in eval: tensors are (batch, length, embed), or nested
+    # (ragged: a padding mask left only each sequence's real tokens).
+    if getattr(query, "is_nested", False):
+        q_lens = [int(part.shape[0]) for part in query.unbind()]
+        k_lens = [int(part.shape[0]) for part in key.unbind()] if getattr(key, "is_nested", False) else \
+            [int(key.shape[1])] * len(q_lens)
+        return sum(_mha_core(1, q, k, int(embed_dim)) for q, k in zip(q_lens, k_lens))
     batch, q_len = query.shape[0], query.shape[1]
     return _mha_core(batch, q_len, key.shape[1], int(embed_dim))
 
@@ -57,8 +63,14 @@ def _encoder_layer(src, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight,
                    use_gelu, norm_first, eps, norm_weight_1, norm_bias_1, norm_weight_2, norm_bias_2,
                    ffn_weight_1, *args, **kwargs) -> int:
     # Fast path of nn.TransformerEncoderLayer in eval: self-attention, then the two FFN linears.
-    batch, length = src.shape[0], src.shape[1]
     embed, hidden = int(embed_dim), ffn_weight_1.shape[0]
+    if getattr(src, "is_nested", False):
+        # A padding mask made the input ragged: only real tokens are computed, each sequence
+        # attending within itself.
+        lengths = [int(part.shape[0]) for part in src.unbind()]
+        tokens, pairs = sum(lengths), sum(n * n for n in lengths)
+        return 2 * tokens * 4 * embed * embed + 2 * 2 * pairs * embed + 2 * 2 * tokens * embed * hidden
+    batch, length = src.shape[0], src.shape[1]
     return _mha_core(batch, length, length, embed) + 2 * 2 * batch * length * embed * hidden
 
 
@@ -83,7 +95,36 @@ def _mkldnn_rnn_layer(input, weight0, weight1, *args, **kwargs) -> int:
     return 2 * steps_times_batch * (weight0.numel() + weight1.numel())
 
 
+def _mv(mat, vec, *args, **kwargs) -> int:
+    return 2 * mat.shape[0] * mat.shape[1]
+
+
+def _addmv(self, mat, vec, *args, **kwargs) -> int:
+    return _mv(mat, vec)
+
+
+def _addbmm(self, batch1, batch2, *args, **kwargs) -> int:
+    # Σ over the batch of (n x m) @ (m x p), reduced into one (n x p)
+    b, n, m = batch1.shape
+    return 2 * b * n * m * batch2.shape[2]
+
+
+def _linear(input, weight, bias=None, *args, **kwargs) -> int:
+    # Seen only on nested tensors (a dense linear decomposes into addmm/mm, which are counted).
+    return 2 * input.numel() * weight.shape[0]
+
+
+def _dot(a, b, *args, **kwargs) -> int:
+    return 2 * a.numel()
+
+
 EXTRA_FORMULAS: Dict[Any, Callable[..., int]] = {
+    aten.mv: _mv,
+    aten.linear: _linear,
+    aten.addmv: _addmv,
+    aten.addbmm: _addbmm,
+    aten.dot: _dot,
+    aten.vdot: _dot,
     aten._native_multi_head_attention: _native_mha,
     aten._transformer_encoder_layer_fwd: _encoder_layer,
     aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention,
@@ -129,6 +170,8 @@ _NOT_COUNTED_BY_CONVENTION = {
     "normal", "uniform_", "normal_", "item", "_local_scalar_dense", "equal", "allclose", "isin",
     "unique", "_unique2", "bincount", "histc", "searchsorted", "bucketize", "set_", "resize_",
     "sym_constrain_range_for_size", "_assert_async", "_assert_scalar", "_functional_assert_async",
+    "_nested_tensor_from_mask", "_nested_tensor_from_mask_left_aligned", "to_padded_tensor",
+    "_nested_tensor_from_tensor_list", "nested_to_padded_tensor",
     "nms", "roi_align", "roi_pool", "ps_roi_align", "ps_roi_pool",  # torchvision's detection helpers
 }
 
@@ -205,7 +248,7 @@ class FlopCounter(TorchDispatchMode):
         kwargs = kwargs or {}
         if func in METADATA_OPS:
             return func(*args, **kwargs)
-        if self._formula(func) is _UNCOUNTED:
+        if self._formula(func) is _UNCOUNTED and not any(getattr(t, "is_nested", False) for t in tree_leaves(args)):
             with self:  # no formula: count what it decomposes into, when it has a decomposition
                 decomposed = func.decompose(*args, **kwargs)
             if decomposed is not NotImplemented:
@@ -240,11 +283,22 @@ class FlopCounter(TorchDispatchMode):
             return 0
         if formula is _ZERO:
             return 0
+        if any(getattr(t, "is_nested", False) for t in tree_leaves((args, kwargs))):
+            try:
+                return int(formula(args, kwargs, out))  # a formula that knows nested tensors
+            except (RuntimeError, NotImplementedError):
+                return _per_component(formula, args, kwargs, out)
         return int(formula(args, kwargs, out))
 
     @staticmethod
     def _formula_for(func):
         packet = func._overloadpacket
+        name = packet.__name__
+        if name.endswith("_") and not name.startswith("_"):
+            # In-place arithmetic (addmm_, baddbmm_, addmv_...) costs what its out-of-place form does.
+            functional = getattr(aten, name[:-1], None)
+            if functional is not None and (functional in EXTRA_FORMULAS or functional in flop_registry):
+                packet = functional
         if packet in EXTRA_FORMULAS:
             extra = EXTRA_FORMULAS[packet]
             return lambda args, kwargs, out: extra(*args, **kwargs)
@@ -270,6 +324,19 @@ class FlopCounter(TorchDispatchMode):
 
     def uncounted_ops(self) -> Dict[str, int]:
         return dict(sorted(self.uncounted.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _per_component(formula, args, kwargs, out) -> int:
+    """A nested (ragged) tensor's op is the op on each of its components: the formula's sum over them."""
+    def nth(i):
+        return lambda x: x.unbind()[i] if isinstance(x, torch.Tensor) and x.is_nested else x
+
+    count = next(len(t.unbind()) for t in tree_leaves((args, kwargs)) if getattr(t, "is_nested", False))
+    total = 0
+    for i in range(count):
+        a, k, o = torch.utils._pytree.tree_map(nth(i), (args, kwargs, out))
+        total += int(formula(a, k, o))
+    return total
 
 
 def _compute_dtype(args, out) -> str:

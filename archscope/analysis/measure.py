@@ -19,9 +19,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_leaves
-
 from archscope.analysis.run import forward, running_mode
+from archscope.inputs import tensors_in
 
 
 class Stopwatch:
@@ -101,7 +100,7 @@ def hook_cost(device: str, repeats: int = 20) -> float:
 
 
 def _loss(out) -> torch.Tensor:
-    leaves = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.requires_grad and t.is_floating_point()]
+    leaves = [t for t in tensors_in(out) if t.requires_grad and t.is_floating_point()]
     return sum(t.float().sum() for t in leaves)
 
 

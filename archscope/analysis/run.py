@@ -20,7 +20,7 @@ from archscope.analysis.flow import Flow
 from archscope.analysis.hooks import Recorder
 from archscope.analysis.receptive import ReceptiveFields, mark_input
 from archscope.errors import UsageError, first_line, is_meta_limitation
-from archscope.inputs import Inputs
+from archscope.inputs import Inputs, tensors_in
 from archscope.quiet import library_warnings_silenced
 
 
@@ -104,6 +104,14 @@ def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = F
 
 
 def _copy(module: nn.Module, device: str) -> nn.Module:
+    on_meta = any(t.device.type == "meta" for t in list(module.parameters()) + list(module.buffers())
+                  if not isinstance(t, nn.parameter.UninitializedParameter) or t.device.type == "meta")
+    if on_meta and device != "meta":
+        why = ("its lazy layers need one real forward to learn their shapes, and a model on meta has no data to "
+               "run it with: build it on CPU, or call it once on a real input before passing it in"
+               if _has_lazy_parameters(module) else
+               "a model on meta has no data to copy: build it on CPU, or pass its name (zoo, tv:, timm:)")
+        raise UsageError(f"this model lives on the meta device and must run on {device} here: {why}")
     try:
         return copy.deepcopy(module).to(device)
     except Exception as error:  # noqa: BLE001
@@ -163,8 +171,7 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
 def _backward(out, recorder: Recorder, counter: Optional[FlopCounter]) -> None:
     """Backward of the sum of every output that needs a gradient; each autograd node's ops
     are charged to the module call that created it (the recorder tagged them)."""
-    leaves = [t for t in torch.utils._pytree.tree_leaves(out)
-              if isinstance(t, torch.Tensor) and t.requires_grad and t.is_floating_point()]
+    leaves = [t for t in tensors_in(out) if t.requires_grad and t.is_floating_point()]
     if not leaves:
         raise UsageError("a training step needs an output that depends on trainable parameters; this model has none")
     loss = sum(t.sum() for t in leaves)  # sums are reductions: no FLOPs by the convention

@@ -239,14 +239,15 @@ MODELS = [Opt("models", Annotated[List[str], typer.Argument(
 BATCH_FLOPS = [Opt("batch", Annotated[int, typer.Option("--batch", "-b", help="Batch size for FLOPs and memory.")], 1)]
 
 
-@command(app, "compare", MODELS, BATCH_FLOPS, BUILD, FORMAT, run=run)
+@command(app, "compare", MODELS, BATCH_FLOPS, INPUT, BUILD, FORMAT, run=run)
 def compare_(o):
     """Models side by side: params, FLOPs, training-step FLOPs and memory, smallest side, first FC width, receptive field."""
     from archscope.analysis.compare import compare
     from archscope.report import check_format, render
 
     check_format(o["fmt"])
-    emit(render(compare(o["models"], batch=o["batch"], model_kwargs=model_kwargs(o)), o["fmt"]))
+    emit(render(compare(o["models"], batch=o["batch"], model_kwargs=model_kwargs(o),
+                        input_size=input_options(o)["input_size"]), o["fmt"]))
 
 
 PATTERN = [Opt("pattern", Annotated[str, typer.Argument(

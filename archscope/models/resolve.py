@@ -29,10 +29,18 @@ def load_model(spec: Any, device: str = "meta", **kwargs) -> Loaded:
     if isinstance(spec, nn.Module):
         if kwargs:
             raise UsageError("model options (--arg) apply only when archscope builds the model")
-        wrapper = None
-        while isinstance(spec, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            wrapper, spec = type(spec).__name__, spec.module  # the model inside; the wrapper only scatters
-        note = f"the {wrapper} wrapper was unwrapped: these are the rows of its .module" if wrapper else None
+        wrapper, notes = None, []
+        while True:
+            if isinstance(spec, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+                wrapper, spec = type(spec).__name__, spec.module  # the model inside; the wrapper only scatters
+                notes.append(f"the {wrapper} wrapper was unwrapped: these are the rows of its .module")
+            elif type(spec).__name__ == "OptimizedModule" and isinstance(getattr(spec, "_orig_mod", None), nn.Module):
+                spec = spec._orig_mod  # torch.compile's wrapper: one row; the module it compiles has them all
+                notes.append("the torch.compile wrapper was unwrapped: these are the original module's rows, run "
+                             "eagerly (the compiled graph's fusions move fewer bytes, not fewer FLOPs)")
+            else:
+                break
+        note = "; ".join(notes) or None
         return Loaded(spec, type(spec).__name__, getattr(spec, "input_size", None), None, note)
     if not isinstance(spec, str):
         raise UsageError(f"MODEL must be a zoo name, file.py:factory, module:attr or an nn.Module, not {type(spec).__name__}")

@@ -28,6 +28,9 @@ def output_sides(layer: nn.Module, sides: Sequence[int]) -> Optional[List[int]]:
         pad = 0
     p = _tuple(pad, n)
     d = _tuple(getattr(layer, "dilation", 1), n)
+    if isinstance(layer, nn.modules.conv._ConvTransposeNd):  # grows its input: the conv's arithmetic reversed
+        extra = _tuple(layer.output_padding, n)
+        return [(sides[i] - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + extra[i] + 1 for i in range(n)]
     ceil = getattr(layer, "ceil_mode", False)
     out = []
     for i in range(n):
