@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(SEED))
     args = parser.parse_args()
     print(f"{'model':<10} {'step':<8} {'predicted ms':>12} {'measured ms':>12} {'meas/pred':>9} "
-          f"{'rows/whole':>10} {'top-5 order':>11}")
+          f"{'rows/whole':>10} {'top-5 set':>9}  top-5 order")
     worst = 0.0
     for name in args.models.split(","):
         for train in (False, True):
@@ -42,10 +42,14 @@ def main() -> None:
             total = r.total()
             ratio = r.whole_measured_s / total.predicted_s
             worst = max(worst, ratio, 1 / ratio)
-            same = top5(r.rows, lambda x: x.predicted_s) == top5(r.rows, lambda x: x.measured_s or 0)
+            predicted, measured = top5(r.rows, lambda x: x.predicted_s), top5(r.rows, lambda x: x.measured_s or 0)
+            common = len(set(predicted) & set(measured))
+            order = "same" if predicted == measured else \
+                "differs: " + next(f"#{i + 1} {p} (predicted) vs {m}" for i, (p, m) in enumerate(zip(predicted, measured))
+                                   if p != m)
             print(f"{name:<10} {'train' if train else 'forward':<8} {total.predicted_s * 1e3:>12.2f} "
                   f"{r.whole_measured_s * 1e3:>12.2f} {ratio:>9.2f} {total.measured_s / r.whole_measured_s:>10.2f} "
-                  f"{'same' if same else 'differs':>11}")
+                  f"{common:>7}/5  {order}")
     print(f"worst factor between predicted and measured: {worst:.2f}x (goal: within 2x)")
 
 

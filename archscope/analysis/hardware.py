@@ -52,6 +52,7 @@ class Hardware:
     norm_rate: Optional[float] = None  # normalisation (batch/layer/group norm) elements per second
     first_touch: Optional[float] = None  # bytes/s of writing into freshly mapped pages
     first_touch_from: int = 32 * 2 ** 20  # outputs at least this large get fresh pages (glibc's mmap threshold)
+    train_overhead_s: Optional[float] = None  # per op of a training step (autograd's bookkeeping too); None: overhead_s
 
     def efficiency(self, dim: int) -> float:
         """Fraction of the peak for a GEMM whose smallest dimension is ``dim`` (log-interpolated)."""
@@ -273,7 +274,26 @@ def _measure_overhead() -> float:
     return _best_seconds(tiny, 3) / loops
 
 
-CALIBRATION_VERSION = 2
+CALIBRATION_VERSION = 3
+
+
+def _measure_train_overhead() -> float:
+    """Seconds per op of a training step made of tiny ops: a chain of 200 multiplications of a
+    one-element tensor that needs a gradient, and its backward, divided by the ops the FLOP
+    counter records for the same step (so the overhead is per op exactly as a model's are counted)."""
+    from archscope.analysis.counter import FlopCounter
+
+    def step():
+        x = torch.ones(1, requires_grad=True)
+        y = x
+        for _ in range(200):
+            y = y * 1.0001
+        y.sum().backward()
+
+    counter = FlopCounter(record_ops=True)
+    with counter:
+        step()
+    return _best_seconds(step, 5) / max(1, len(counter.ops))
 
 
 def calibrate_cpu(dtypes=("fp32",)) -> Hardware:
@@ -289,6 +309,7 @@ def calibrate_cpu(dtypes=("fp32",)) -> Hardware:
         figures = {"version": CALIBRATION_VERSION}
         figures["bandwidth"], figures["first_touch"] = _measure_bandwidth()
         figures["overhead_s"] = _measure_overhead()
+        figures["train_overhead_s"] = _measure_train_overhead()
         figures["pool_rate"], figures["norm_rate"] = _measure_kernel_rates()
         figures["peak"] = {"fp32": _measure_peak(torch.float32)}
         figures["gemm_efficiency"] = _measure_gemm_efficiency(figures["peak"]["fp32"])
@@ -310,4 +331,4 @@ def calibrate_cpu(dtypes=("fp32",)) -> Hardware:
                     f"measured here (matmuls, 64 MiB copy and clone, tiny-op loop, max pool, batch norm); "
                     f"cached in {path}",
                     {int(k): v for k, v in figures["gemm_efficiency"].items()}, figures["pool_rate"],
-                    figures["norm_rate"], figures["first_touch"])
+                    figures["norm_rate"], figures["first_touch"], train_overhead_s=figures["train_overhead_s"])

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from torch import nn
+
 from archscope.analysis.run import forward, running_mode
 from archscope.inputs import tensors_in
 

@@ -163,7 +163,7 @@ class TimeReport(Result):
 # --------------------------------------------------------------------------- the roofline
 
 
-def op_terms(op: OpCost, hw: Hardware, dtype: str):
+def op_terms(op: OpCost, hw: Hardware, dtype: str, training: bool = False):
     """(compute, memory, kernel, overhead) seconds of one op on ``hw``: FLOPs at the peak (a GEMM
     at the efficiency its shape reaches), bytes at the bandwidth (plus fresh pages, where the
     hardware has a first-touch cost), a pooling or normalisation kernel at its measured rate."""
@@ -175,15 +175,18 @@ def op_terms(op: OpCost, hw: Hardware, dtype: str):
         memory += sum(n for n in op.fresh if n >= hw.first_touch_from) / hw.first_touch
     rate = {"pool": hw.pool_rate, "norm": hw.norm_rate}.get(op.kind)
     kernel = op.size / rate if rate else 0.0
-    return op.flops / peak, memory, kernel, hw.overhead_s
+    overhead = hw.overhead_s
+    if training and hw.train_overhead_s is not None:
+        overhead = hw.train_overhead_s  # autograd records a node for every op that needs a gradient
+    return op.flops / peak, memory, kernel, overhead
 
 
-def _row_costs(ops: List[OpCost], hw: Hardware, dtype: str):
+def _row_costs(ops: List[OpCost], hw: Hardware, dtype: str, training: bool = False):
     """Per key: [flops, bytes, ops, compute_s, memory_s, kernel_s, overhead_s]; each op's time goes
     to whichever of its compute, memory and kernel terms is the largest."""
     by_key: Dict[Any, List[float]] = {}
     for op in ops:
-        *terms, overhead = op_terms(op, hw, dtype)
+        *terms, overhead = op_terms(op, hw, dtype, training)
         acc = by_key.setdefault(op.key, [0, 0, 0, 0.0, 0.0, 0.0, 0.0])
         acc[0] += op.flops
         acc[1] += op.bytes
@@ -255,7 +258,7 @@ def time_model(model: Any, batch: Optional[int] = None, dtype: str = "fp32", tra
         _count_optimizer_step(run.module, counter, optimizer, torch_dtype, foreach=not hardware.is_cpu)
 
     model_ops = [op for op in counter.ops if op.key is not _OPTIMIZER_KEY]
-    costs = _row_costs(model_ops, hardware, dtype)
+    costs = _row_costs(model_ops, hardware, dtype, train)
     seconds = measured_on = whole = per_call = reps = None
     if measure:
         seconds, whole, per_call, reps, measured_on = _measure(loaded, inputs, torch_dtype, train, optimizer,
@@ -265,7 +268,7 @@ def time_model(model: Any, batch: Optional[int] = None, dtype: str = "fp32", tra
                             also=also)
     rows = _time_rows(layer_rows, costs, seconds)
     if train:
-        opt_costs = _row_costs([op for op in counter.ops if op.key is _OPTIMIZER_KEY], hardware, dtype)
+        opt_costs = _row_costs([op for op in counter.ops if op.key is _OPTIMIZER_KEY], hardware, dtype)  # no autograd
         c = opt_costs.get(_OPTIMIZER_KEY, [0, 0, 0, 0.0, 0.0, 0.0, 0.0])
         rows.append(TimeRow(OPTIMIZER_ROW, optimizer, 0, None, int(c[0]), int(c[1]), int(c[2]), *c[3:],
                             kind="other", measured_s=None if seconds is None else seconds.get("optimizer", 0.0)))
