@@ -82,7 +82,7 @@ def test_list(cli):
 
 @pytest.mark.parametrize("args, message", [
     (["shapes", "alexnt"], "did you mean 'alexnet'"),
-    (["shapes", "alexnet", "-i", "1x1x224"], "malformed --input '1x1x224'"),
+    (["shapes", "alexnet", "-i", "1x1x224"], "1×1×224 arrives with 3 sizes, but a Conv2d takes 4"),
     (["shapes", "alexnet", "-i", "axb"], "malformed --input 'axb'"),
     (["shapes", "alexnet", "-i", "0x1x2x2"], "positive"),
     (["shapes", "alexnet", "-i", "1x1x-224x224"], "positive"),

@@ -273,3 +273,47 @@ def test_in_place_products_are_counted_as_their_out_of_place_forms():
     t = trace(InPlaceArithmetic(), input_size=(2, 3, 4), device="cpu")
     assert t.totals.macs == 45 + 144 + 12 + 168
     assert not t.uncounted_ops
+
+
+# --------------------------------------------------------------------------- training-step rows: a parent's own work
+
+
+class SelfAttention(nn.Module):
+    """GPT-2's pattern: the attention matmuls are the parent's own ops, between its two Linears."""
+
+    def __init__(self, d=16):
+        super().__init__()
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        weights = torch.softmax(q @ k.transpose(-2, -1) / 4.0, dim=-1)
+        return self.proj(weights @ v)
+
+
+class Block(nn.Module):
+    def __init__(self, d=16):
+        super().__init__()
+        self.attn, self.mlp = SelfAttention(d), nn.Sequential(nn.Linear(d, 32), nn.GELU(), nn.Linear(32, d))
+
+    def forward(self, x):
+        x = x + self.attn(x)
+        return x + self.mlp(x) + torch.einsum("btd,de->bte", x, self.mlp[2].weight[:, :16])  # einsum in the parent
+
+
+def test_training_rows_charge_a_parents_own_backward_to_it_as_flop_counter_mode_does():
+    torch.manual_seed(0)
+    model = nn.Sequential(Block(), Block())
+    x = torch.randn(2, 6, 16)
+    with FlopCounterMode(display=False) as reference:
+        model.train()
+        model(x).sum().backward()
+    counts = {name: sum(ops.values()) for name, ops in reference.get_flop_counts().items()}
+    for depth in (1, 2, 3):
+        t = trace(model, input_size=(2, 6, 16), train=True, depth=depth)
+        assert sum(r.train_flops for r in t.rows) == t.totals.train_flops == counts["Global"]
+        assert not any(r.name == "(outside any module)" for r in t.rows)
+    t = trace(model, input_size=(2, 6, 16), train=True, depth=2)
+    for r in t.rows:
+        if r.kind == "module":
+            assert r.train_flops == counts[f"Sequential.{r.name}"], r.name

@@ -220,3 +220,36 @@ def test_a_transformer_encoder_with_a_padding_mask_traces_its_ragged_fast_path()
     per_layer = 2 * tokens * 4 * d * d + 2 * 2 * pairs * d + 2 * 2 * tokens * d * ff
     assert t.totals.flops == 2 * per_layer
     assert not t.uncounted_ops
+
+
+def test_a_half_model_fed_float32_is_refused_on_meta_as_a_real_kernel_would():
+    from archscope.errors import UsageError
+
+    half = nn.Sequential(nn.Linear(8, 4)).half()
+    with pytest.raises(RuntimeError):  # the real kernel's own refusal: nobody here wrote it
+        half(torch.zeros(2, 8))
+    with pytest.raises(ModelFailure) as refused:
+        trace(half, input_size=(2, 8))
+    assert "different dtypes (float16 and float32)" in str(refused.value) and "layer '0'" in str(refused.value)
+    with pytest.raises(UsageError) as memory_refused:
+        memory(half, input_size=(2, 8))
+    assert "different dtypes" in str(memory_refused.value)
+    assert trace(half, input_size="2x8:float16").totals.flops == 2 * 2 * 8 * 4  # the right dtype runs
+
+
+class Attends(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(8, 3 * 8)
+
+    def forward(self, x):  # (2, 16, 8) → heads of 2 x 4
+        q, k, v = (t.unflatten(-1, (2, 4)).transpose(1, 2) for t in self.qkv(x).chunk(3, dim=-1))
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+
+def test_sdpa_training_flops_are_the_same_on_meta_and_cpu_and_match_the_hand_formula():
+    meta = trace(Attends(), input_size=(2, 16, 8), train=True)
+    cpu = trace(Attends(), input_size=(2, 16, 8), train=True, device="cpu")
+    linear = 2 * 2 * 16 * 8 * 24  # forward; its backward is the weight gradient only (the input needs none)
+    attention = 2 * 2 * (2 * 2 * 16 * 16 * 4)  # q·kᵀ and weights·v, batch 2, 2 heads, 16 x 16, head size 4
+    assert meta.totals.train_flops == cpu.totals.train_flops == 2 * linear + attention + 2 * attention  # 4 in backward

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Hashable, List, Optional
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
-from torch.utils.flop_counter import conv_flop_count, flop_registry, sdpa_flop_count
+from torch.utils.flop_counter import conv_flop_count, flop_registry, sdpa_backward_flop_count, sdpa_flop_count
 
 from archscope.analysis.traffic import fresh_sizes, is_view, op_bytes, work_kind
 
@@ -78,6 +78,16 @@ def _cpu_flash_attention(query, key, value, *args, **kwargs) -> int:
     return sdpa_flop_count(query.shape, key.shape, value.shape)
 
 
+def _attention_backward(grad_out, query, key, value, *args, **kwargs) -> int:
+    """The fused attention backwards (CPU flash, which PyTorch has no formula for, and CUDA's):
+    the four products of the math path's backward. PyTorch's own formula adds a fifth, the
+    scores a flash kernel recomputes; the convention counts the algorithm, not a kernel's
+    recomputation, so meta (the math path), CPU and CUDA agree."""
+    total = sdpa_backward_flop_count(grad_out.shape, query.shape, key.shape, value.shape)
+    b, h, s_q, d = query.shape
+    return total - 2 * b * h * s_q * d * key.shape[2]  # minus q·kᵀ recomputed
+
+
 def _conv_backward(grad_out, x, w, bias_sizes, stride, padding, dilation, transposed, output_padding, groups,
                    output_mask, *args, **kwargs) -> int:
     # Each multiply x·w of the forward has one partner in grad_input (grad_out·w) and one in
@@ -128,6 +138,9 @@ EXTRA_FORMULAS: Dict[Any, Callable[..., int]] = {
     aten._native_multi_head_attention: _native_mha,
     aten._transformer_encoder_layer_fwd: _encoder_layer,
     aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention,
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: _attention_backward,
+    aten._scaled_dot_product_flash_attention_backward: _attention_backward,
+    aten._scaled_dot_product_efficient_attention_backward: _attention_backward,
     aten.mkldnn_rnn_layer: _mkldnn_rnn_layer,
     aten.convolution_backward: _conv_backward,
 }
@@ -300,8 +313,17 @@ class FlopCounter(TorchDispatchMode):
             if functional is not None and (functional in EXTRA_FORMULAS or functional in flop_registry):
                 packet = functional
         if packet in EXTRA_FORMULAS:
-            extra = EXTRA_FORMULAS[packet]
-            return lambda args, kwargs, out: extra(*args, **kwargs)
+            extra, registered = EXTRA_FORMULAS[packet], flop_registry.get(packet)
+
+            def formula(args, kwargs, out):
+                try:
+                    return extra(*args, **kwargs)
+                except (ValueError, IndexError, AttributeError, TypeError):
+                    if registered is None:  # a layout ours does not read (varlen attention): PyTorch's
+                        raise
+                    return registered(*args, **kwargs, out_val=out)
+
+            return formula
         if packet in flop_registry:
             # PyTorch's registered formulas already take tensors and read their shapes.
             registered = flop_registry[packet]

@@ -30,6 +30,7 @@ class Recorder:
         self.counter = counter
         self.tag_autograd = tag_autograd
         self.node_path: Dict[Any, str] = {}  # autograd node → the call path whose forward created it
+        self._frontier: Dict[Any, tuple] = {}  # autograd node → the input nodes of the call that claimed it
         self.names = {id(m): n for n, m in model.named_modules()}
         self.calls: Dict[str, int] = {}
         self.inputs: Dict[str, Any] = {}
@@ -91,12 +92,20 @@ class Recorder:
                     if isinstance(t, torch.Tensor) and t.grad_fn is not None]
 
         stop = set(nodes(inputs))
-        pending = nodes(output)
+        frontier = tuple(stop)
+        pending, seen = nodes(output), set()
         while pending:
             node = pending.pop()
-            if node is None or node in self.node_path or node in stop:
+            if node is None or node in seen or node in stop:
+                continue
+            seen.add(node)
+            if node in self.node_path:
+                # An inner call's node: its region is its own; this call's work (a parent's matmuls
+                # before its out-projection) lies upstream, from where that inner call began.
+                pending.extend(self._frontier.get(node, ()))
                 continue
             self.node_path[node] = path
+            self._frontier[node] = frontier
             pending.extend(n for n, _ in node.next_functions)
 
     def hook_backward(self, loss: torch.Tensor) -> None:

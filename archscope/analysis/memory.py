@@ -32,7 +32,7 @@ from archscope.analysis.counter import FlopCounter
 from archscope.analysis.hooks import Recorder
 from archscope.analysis.records import Result
 from archscope.analysis.rows import build_rows, per_row
-from archscope.analysis.run import running_mode
+from archscope.analysis.run import RefuseMixedDtypes, running_mode
 from archscope.errors import UsageError, first_line
 from archscope.inputs import resolve_inputs
 from archscope.models import load_model
@@ -220,7 +220,7 @@ def _training_activations(model, args, kwargs, amp: bool) -> _Saved:
         return t
 
     try:
-        with running_mode(model, True), torch.enable_grad(), counter, order, \
+        with running_mode(model, True), torch.enable_grad(), counter, order, RefuseMixedDtypes(), \
                 torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
     finally:
@@ -258,7 +258,7 @@ def _inference_peak(model, args, kwargs) -> int:
     for t in tree_leaves((args, kwargs)):
         if isinstance(t, torch.Tensor):
             live.track(t)
-    with running_mode(model, False), torch.no_grad(), live:
+    with running_mode(model, False), torch.no_grad(), live, RefuseMixedDtypes():
         out = torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
     del out
     return live.peak

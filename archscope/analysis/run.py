@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from archscope.analysis.counter import FlopCounter
 from archscope.analysis.flow import Flow
@@ -31,6 +32,25 @@ def check_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for but no CUDA GPU is available: use --device meta or cpu")
     return device
+
+
+class RefuseMixedDtypes(TorchDispatchMode):
+    """Meta kernels skip the dtype check a CPU or CUDA kernel makes: a half-precision model fed a
+    float32 input runs on meta and would be counted at the wrong bytes. On meta, a matrix product
+    or convolution whose floating operands differ in dtype raises as the real kernel would."""
+
+    CHECKED = {"mm", "addmm", "bmm", "baddbmm", "addbmm", "mv", "addmv", "dot", "convolution", "_convolution"}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func._overloadpacket.__name__
+        if name.rstrip("_") in self.CHECKED:
+            found = sorted({str(t.dtype).removeprefix("torch.") for t in torch.utils._pytree.tree_leaves(args)
+                            if isinstance(t, torch.Tensor) and t.is_floating_point()})
+            if len(found) > 1:
+                raise RuntimeError(f"{name} was given operands of different dtypes ({' and '.join(found)}), which a "
+                                   "CPU or CUDA kernel refuses: cast the input to the model's dtype, or the model "
+                                   "to the input's")
+        return func(*args, **(kwargs or {}))
 
 
 # --------------------------------------------------------------------------- one attempt, with fallback
@@ -147,7 +167,8 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
         flow = recorder.flow = Flow(flow_depth, counter)
         flow.start(args, kwargs)
     try:
-        with mode, grad, library_warnings_silenced(), (counter or contextlib.nullcontext()), fields, flow:
+        dtypes = RefuseMixedDtypes() if device == "meta" else contextlib.nullcontext()
+        with mode, grad, library_warnings_silenced(), (counter or contextlib.nullcontext()), fields, flow, dtypes:
             if device == "meta" and (train or dtype is not None
                                      or any(t.device.type != "meta" for _, t in _named_tensors(model))):
                 stand_ins = {n: torch.empty_like(t, device="meta", dtype=dtype if dtype is not None and

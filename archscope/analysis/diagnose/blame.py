@@ -26,6 +26,8 @@ def classify(module: nn.Module, arriving: Any) -> Optional[str]:
         return None
     if isinstance(module, nn.Linear) and arriving[-1] != module.in_features:
         return "width"
+    if isinstance(module, nn.modules.conv._ConvNd) and len(arriving) != len(module.kernel_size) + 2:
+        return "rank"  # (an unbatched input has one size fewer, and is read as one image of C channels)
     if isinstance(module, nn.modules.conv._ConvNd) and len(arriving) >= 2 and arriving[1] != module.in_channels:
         return "channels"
     sides = output_sides(module, arriving[2:]) if len(arriving) > 2 else None

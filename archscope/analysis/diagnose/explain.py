@@ -28,7 +28,7 @@ class Diagnosis:
     layer: Optional[str]  # qualified name of the failing module ("" is the model itself)
     layer_type: Optional[str]
     arriving: Any  # the shape that reached it
-    kind: str  # "width" | "channels" | "spatial" | "other"
+    kind: str  # "width" | "channels" | "rank" | "spatial" | "other"
     problem: str  # what went wrong, in words
     fix: str  # what to change
     error: str  # PyTorch's own message, first line
@@ -68,6 +68,18 @@ def diagnose(model: nn.Module, shape: Optional[Sequence[int]], error: BaseExcept
                 fix += f", or feed {lo}×{lo}" if lo == hi else f", or feed a side in {lo}..{hi} (e.g. {pick}×{pick})"
             else:
                 fix += f" (no square input side up to {solver.MAX_SIDE} gives {want} features)"
+        return Diagnosis(name, type_name, arriving, kind, problem, fix, message)
+
+    if kind == "rank":
+        rank = len(module.kernel_size) + 2
+        axes = " x ".join(["batch", "channels"] + ["side"] * (rank - 2))
+        problem = (f"{_x(arriving)} arrives with {len(arriving)} sizes, but a {type_name} takes {rank} "
+                   f"({axes}; {rank - 1} are read as one unbatched sample)")
+        example = "x".join(["1", str(module.in_channels)] + [str(arriving[-1])] * (rank - 2))  # a square sample
+        if shape is not None and list(arriving) == list(shape):
+            fix = f"give {rank} sizes, e.g. --input {example}"
+        else:
+            fix = f"make the layer before {label} output {rank} dimensions"
         return Diagnosis(name, type_name, arriving, kind, problem, fix, message)
 
     if kind == "channels":
