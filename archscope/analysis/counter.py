@@ -256,11 +256,14 @@ class FlopCounter(TorchDispatchMode):
         self.forward_by_key: Dict[Hashable, int] = self.by_key  # the forward's table while backward counts
         self.forward_total = 0
         self._formulas: Dict[Any, Any] = {}  # op overload → formula (cached: the lookup is per op run)
+        self.data_dependent = False  # an op read a tensor's values (.item(), nonzero...): the input's values mattered
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in METADATA_OPS:
             return func(*args, **kwargs)
+        if func._overloadpacket in _READS_VALUES:
+            self.data_dependent = True
         if self._formula(func) is _UNCOUNTED and not any(getattr(t, "is_nested", False) for t in tree_leaves(args)):
             with self:  # no formula: count what it decomposes into, when it has a decomposition
                 decomposed = func.decompose(*args, **kwargs)
@@ -372,6 +375,9 @@ def _compute_dtype(args, out) -> str:
             return str(tensors[0].dtype).removeprefix("torch.")
     return "none"
 
+
+_READS_VALUES = {aten._local_scalar_dense, aten.nonzero, aten.is_nonzero, aten.equal, aten.masked_select,
+                 aten._unique2, aten.unique_consecutive, aten.unique_dim}
 
 _ZERO = object()
 _UNCOUNTED = object()

@@ -254,6 +254,7 @@ def time_model(model: Any, batch: Optional[int] = None, dtype: str = "fp32", tra
     loaded, inputs, run = counted_run(model, input_size, depth, "meta", batch, model_kwargs, None, input_data,
                                       counter=counter, dtype=None if torch_dtype == torch.float32 else torch_dtype,
                                       train=train)
+    counter = run.counter  # a fallback to CPU counts afresh
     if train:
         _count_optimizer_step(run.module, counter, optimizer, torch_dtype, foreach=not hardware.is_cpu)
 

@@ -25,6 +25,7 @@ class Loaded:
     default_input: Any
     rebuild: Optional[Callable[[str], nn.Module]]  # build again on another device
     note: Optional[str] = None  # e.g. "built on CPU: the builder cannot run on meta"
+    passed_in: bool = False  # the user's own nn.Module object, not one archscope built
 
     @property
     def default_side(self) -> Optional[int]:

@@ -41,7 +41,7 @@ def load_model(spec: Any, device: str = "meta", **kwargs) -> Loaded:
             else:
                 break
         note = "; ".join(notes) or None
-        return Loaded(spec, type(spec).__name__, getattr(spec, "input_size", None), None, note)
+        return Loaded(spec, type(spec).__name__, getattr(spec, "input_size", None), None, note, passed_in=True)
     if not isinstance(spec, str):
         raise UsageError(f"MODEL must be a zoo name, file.py:factory, module:attr or an nn.Module, not {type(spec).__name__}")
     prefix, sep, name = spec.partition(":")
