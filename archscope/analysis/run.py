@@ -97,7 +97,7 @@ def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] 
         run = _run(lambda: module, inputs, "cpu", counter, None, train, rf, flow_depth, shared=True)
         if run.error is None:
             if counter is not None and counter.data_dependent:  # it read the input's values: say which
-                run.note = values
+                run.note = f"a small model with its weights on CPU ran there rather than on meta; {values}"
             return run
         counter = counter.fresh() if counter else None  # a failure is diagnosed on meta, as for any model
     run = _run(lambda: module, inputs, "meta", counter, None, train, rf, flow_depth, dtype)
