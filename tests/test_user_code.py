@@ -253,3 +253,34 @@ def test_sdpa_training_flops_are_the_same_on_meta_and_cpu_and_match_the_hand_for
     linear = 2 * 2 * 16 * 8 * 24  # forward; its backward is the weight gradient only (the input needs none)
     attention = 2 * 2 * (2 * 2 * 16 * 16 * 4)  # q·kᵀ and weights·v, batch 2, 2 heads, 16 x 16, head size 4
     assert meta.totals.train_flops == cpu.totals.train_flops == 2 * linear + attention + 2 * attention  # 4 in backward
+
+
+def test_a_dynamically_quantized_model_counts_its_int8_weights_and_their_products():
+    from archscope.analysis.api import trace
+
+    float_model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))
+    quantized = torch.ao.quantization.quantize_dynamic(float_model, {nn.Linear}, dtype=torch.qint8)
+    assert sum(p.numel() for p in quantized.parameters()) == 0  # what PyTorch itself says
+    t = trace(quantized, input_size=(3, 16))
+    assert t.totals.params == sum(p.numel() for p in float_model.parameters()) == 16 * 8 + 8 + 8 * 4 + 4
+    assert t.totals.trainable_params == 0
+    assert t.totals.flops == 2 * 3 * (16 * 8 + 8 * 4)  # the float layers' multiply-adds, by hand
+    assert [r.params for r in t.rows] == [16 * 8 + 8, 0, 8 * 4 + 4]
+    assert "int8" in t.note and not t.uncounted_ops
+
+
+@pytest.mark.parametrize("compile_", ["script", "trace"])
+def test_a_torchscript_module_is_counted_at_dispatch_level_and_says_what_is_lost(compile_):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from archscope.analysis.api import trace as archscope_trace
+
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    x = torch.zeros(1, 1, 8, 8)
+    scripted = torch.jit.script(net) if compile_ == "script" else torch.jit.trace(net, x)
+    with FlopCounterMode(display=False) as reference, torch.no_grad():
+        scripted(x)
+    t = archscope_trace(scripted, input_size=(1, 1, 8, 8))
+    assert t.totals.flops == reference.get_total_flops() == 2 * (4 * 6 * 6 * 9 + 3 * 4 * 6 * 6)
+    assert t.totals.params == sum(p.numel() for p in net.parameters())
+    assert t.output_shape == [1, 3] and "TorchScript" in t.note and "per-layer shapes are lost" in t.note

@@ -16,7 +16,7 @@ from torch import nn
 from archscope.analysis.counter import FlopCounter
 from archscope.analysis.diagnose import diagnose
 from archscope.analysis.records import FLOPS_CONVENTION, LayerRow, Totals, Trace
-from archscope.analysis.rows import build_rows, collapse_rows
+from archscope.analysis.rows import build_rows, collapse_rows, packed_weights
 from archscope.analysis.run import Attempt, attempt, check_device
 from archscope.errors import ModelFailure, UsageError
 from archscope.inputs import Inputs, InputSize, resolve_inputs, shape_of
@@ -76,7 +76,8 @@ def trace(
         totals=Totals(params, trainable, counter.total,
                       None if counter.backward_total is None else counter.total + counter.backward_total),
         options=dict(model_kwargs),
-        note="; ".join(n for n in (loaded.note, _assumed(inputs, loaded), run.note, _fields_note(run)) if n) or None,
+        note="; ".join(n for n in (loaded.note, _assumed(inputs, loaded), run.note, _fields_note(run),
+                                   _packed_note(module)) if n) or None,
         uncounted_ops=counter.uncounted_ops(),
     )
 
@@ -123,6 +124,16 @@ def _fields_note(run: Attempt) -> Optional[str]:
 
 def _unique_params(model: nn.Module) -> Tuple[int, int]:
     params = list(model.parameters())  # parameters() already yields a shared tensor once
-    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+    packed = sum(t.numel() for t in packed_weights(model))  # int8 weights PyTorch's parameters() leaves out
+    return sum(p.numel() for p in params) + packed, sum(p.numel() for p in params if p.requires_grad)
+
+
+def _packed_note(model: nn.Module) -> Optional[str]:
+    packed = packed_weights(model)
+    if not packed:
+        return None
+    n = sum(t.numel() for t in packed if t.is_quantized)
+    return (f"{n:,} parameters are int8 weights of dynamically quantized layers (packed, so PyTorch's "
+            "parameters() does not list them; counted here, and not trainable)")
 
 

@@ -128,7 +128,14 @@ def _dot(a, b, *args, **kwargs) -> int:
     return 2 * a.numel()
 
 
+def _linear_dynamic(input, packed, *args, **kwargs) -> int:
+    # A dynamically quantized Linear: int8 weights, the same multiply-adds as the float layer.
+    weight, _ = torch.ops.quantized.linear_unpack(packed)
+    return 2 * input.numel() * weight.shape[0]
+
+
 EXTRA_FORMULAS: Dict[Any, Callable[..., int]] = {
+    torch.ops.quantized.linear_dynamic: _linear_dynamic,
     aten.mv: _mv,
     aten.linear: _linear,
     aten.addmv: _addmv,
@@ -295,7 +302,7 @@ class FlopCounter(TorchDispatchMode):
     def _flops(self, func, args, kwargs, out) -> int:
         formula = self._formula(func)
         if formula is _UNCOUNTED:
-            self.uncounted[f"aten.{func._overloadpacket.__name__}"] += 1
+            self.uncounted[f"{func.namespace}.{func._overloadpacket.__name__}"] += 1
             return 0
         if formula is _ZERO:
             return 0

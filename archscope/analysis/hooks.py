@@ -43,6 +43,8 @@ class Recorder:
         self._finished = 0  # calls completed so far, to order them
         self._handles = []
         for module in dict.fromkeys(m for _, m in model.named_modules()):
+            if isinstance(module, torch.jit.ScriptModule):
+                continue  # TorchScript takes no Python hooks: its work is charged to the nearest Python caller
             self._handles.append(module.register_forward_pre_hook(self._pre, with_kwargs=True))
             self._handles.append(module.register_forward_hook(self._post))
 

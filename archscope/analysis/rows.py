@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import torch
 from torch import nn
 
 from archscope.analysis.records import LayerRow
@@ -69,7 +70,11 @@ def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_labe
 
     seen_params: set = set()
 
+    alive: list = []  # unpacked weights are new objects: kept alive so that no id is reused
+
     def count(params) -> Tuple[int, int]:
+        params = list(params)
+        alive.extend(params)
         total = trainable = 0
         for p in params:
             if id(p) in seen_params:
@@ -85,7 +90,7 @@ def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_labe
         module = modules[name]
         is_row = _depth(name) == depth or (not kids[name] and (name != "" or not rows))
         if is_row:
-            params, trainable = count(module.parameters())
+            params, trainable = count(list(module.parameters()) + packed_weights(module))
             calls = rec.calls.get(name, 0)
             kind, inp, out = "module", rec.inputs.get(name), rec.outputs.get(name)
             last = None
@@ -105,7 +110,7 @@ def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_labe
         # What this parent did outside its children: its own forward's ops, its own parameters.
         own_flops = flops_by_path.get(name, 0)
         own_train = train(name, own=True)
-        params, trainable = count(module.parameters(recurse=False))
+        params, trainable = count(list(module.parameters(recurse=False)) + packed_weights(module, recurse=False))
         if own_flops or params or own_train or elsewhere(name):
             rows.append(LayerRow(
                 name=f"{name or root_label} (self)", type=type(module).__name__, depth=_depth(name),
@@ -121,6 +126,22 @@ def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_labe
         rows.append(LayerRow(OUTSIDE, "-", 0, None, None, 0, 0, outside, 0, kind="other", train_flops=outside_train,
                              paths=((None, False),)))
     return rows
+
+
+def packed_weights(module: nn.Module, recurse: bool = True) -> List:
+    """The weights ``parameters()`` does not list: a dynamically quantized layer keeps its int8
+    weight and its bias packed (``quantize_dynamic``); they are the model's parameters all the same."""
+    found = []
+    for m in (module.modules() if recurse else [module]):
+        packed = getattr(m, "_packed_params", None)
+        unpack = getattr(packed, "_weight_bias", None)
+        if callable(unpack):
+            try:
+                weight, bias = unpack()
+            except Exception:  # noqa: BLE001 - a packing this does not know: left out, as PyTorch does
+                continue
+            found += [t for t in (weight, bias) if isinstance(t, torch.Tensor)]
+    return found
 
 
 def per_row(rows: List[LayerRow], by_path: Dict) -> List[float]:

@@ -80,6 +80,8 @@ def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] 
     module = loaded.module
     values = "the input was real data (--input-data)" if inputs.real else \
         "the input was all zeros, so data-dependent branches followed zeros (give real inputs with --input-data)"
+    if isinstance(module, torch.jit.ScriptModule):
+        return _scripted(module, inputs, device, counter, train, rf, flow_depth, values)
     if device == "meta" and loaded.rebuild is None and _has_lazy_parameters(module):
         # Uninitialised lazy parameters have no shape to stand in for on meta: a copy runs on CPU.
         note = f"the model has uninitialised lazy parameters; a copy of it was traced on CPU; {values}"
@@ -111,8 +113,26 @@ def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] 
     return _run(lambda: _copy(module, "cpu"), inputs, "cpu", counter.fresh() if counter else None, note, train, rf, flow_depth, dtype)
 
 
+def _scripted(module, inputs: Inputs, device: str, counter, train: bool, rf: bool, flow_depth, values: str) -> Attempt:
+    """A TorchScript module runs where its weights are (it cannot move to meta); the FLOP counter
+    sees its ops at dispatch level, but no module hook fires inside it."""
+    if train:
+        raise UsageError("a TorchScript module's training step would write gradients into it: trace it without "
+                         "--train, or pass the Python model")
+    where = next((t.device.type for t in module.parameters()), "cpu")
+    if device not in ("meta", where):
+        raise UsageError(f"this TorchScript module lives on {where}: trace it with --device {where} or meta")
+    note = (f"a TorchScript module: it ran on {where} (it cannot move to meta); module hooks do not fire inside "
+            "TorchScript, so all its work is one row and per-layer shapes are lost (pass the Python model for "
+            f"per-layer rows); {values}")
+    if counter is not None:
+        counter.attribute_to = ""
+    return _run(lambda: module, inputs, where, counter, note, train, rf, flow_depth, scripted=True)
+
+
 def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = False, rf: bool = False,
-         flow_depth: Optional[int] = None, dtype: Optional[torch.dtype] = None, shared: bool = False) -> Attempt:
+         flow_depth: Optional[int] = None, dtype: Optional[torch.dtype] = None, shared: bool = False,
+         scripted: bool = False) -> Attempt:
     try:
         module = get_module()
         if dtype is not None and device != "meta":
@@ -127,7 +147,7 @@ def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = F
         raise UsageError(f"could not allocate the input on {device}: {first_line(error)}") from error
     try:
         out, rec = forward(module, args, kwargs, device, counter, train=train, rf=rf, flow_depth=flow_depth,
-                           dtype=dtype, shared=shared)
+                           dtype=dtype, shared=shared, scripted=scripted)
         return Attempt(module, device, rec, out, note=note, counter=counter)
     except Exception as error:  # noqa: BLE001 - reported to the caller
         return Attempt(module, device, getattr(error, "__archscope_recorder__", None), error=error,
@@ -172,7 +192,7 @@ def _has_lazy_parameters(model: nn.Module) -> bool:
 
 def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: Optional[FlopCounter] = None,
             train: bool = False, rf: bool = False, flow_depth: Optional[int] = None,
-            dtype: Optional[torch.dtype] = None, shared: bool = False):
+            dtype: Optional[torch.dtype] = None, shared: bool = False, scripted: bool = False):
     """One forward call with hooks, in eval mode and without autograd; with ``train``, in
     train mode followed by a backward pass of the sum of the outputs (the counter keeps
     its FLOPs apart). On ``meta``, a model with real tensors (or any model, with ``train``:
@@ -181,6 +201,8 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
     its own parameters with copies of its buffers (an eval forward writes nothing else). Returns ``(output, recorder)``; on failure the
     recorder rides on the exception as ``__archscope_recorder__`` (the diagnosis reads its stack)."""
     recorder = Recorder(model, counter, tag_autograd=train, fields=rf)
+    if scripted and counter is not None:
+        counter.attribute_to = ""  # no hook will say whose ops run: the scripted root's
     mode = running_mode(model, train)
     grad = torch.enable_grad() if train else torch.no_grad()
     fields = contextlib.nullcontext()
