@@ -317,3 +317,39 @@ def test_training_rows_charge_a_parents_own_backward_to_it_as_flop_counter_mode_
     for r in t.rows:
         if r.kind == "module":
             assert r.train_flops == counts[f"Sequential.{r.name}"], r.name
+
+
+class Scale(torch.autograd.Function):
+    """A custom autograd Function whose forward and backward are matrix products."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x @ w
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        return grad @ w.t(), x.transpose(-2, -1) @ grad
+
+
+class UsesFunction(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(16, 16))
+        self.out = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.out(Scale.apply(x, self.w))  # the parent's own work, through a custom Function
+
+
+def test_a_custom_autograd_function_in_a_parent_is_charged_to_its_self_row():
+    model = nn.Sequential(nn.Linear(8, 16), UsesFunction())
+    x = torch.randn(3, 8)
+    with FlopCounterMode(display=False) as reference:
+        model(x).sum().backward()
+    counts = {name: sum(ops.values()) for name, ops in reference.get_flop_counts().items()}
+    t = trace(model, input_size=(3, 8), train=True, depth=2)
+    rows = {r.name: r.train_flops for r in t.rows}
+    assert rows["1 (self)"] == counts["Sequential.1"] - counts["Sequential.1.out"] == 3 * (2 * 3 * 16 * 16)
+    assert "(outside any module)" not in rows and sum(rows.values()) == counts["Global"]
