@@ -7,7 +7,8 @@ adds buffers to the modules it profiles) and its input; the table prints each to
 ratio of the reference (torchvision's published GMACs for the three torchvision models, the
 hand formula for the LSTM and the Transformer encoder) and its median time. A peer that is not
 installed is skipped (pip install fvcore thop ptflops calflops). archscope runs its default
-path: a model with real weights is run on the meta device through stand-ins.
+path: a small model with its weights on CPU runs there, a bigger one on the meta device through
+stand-ins; ``--meta`` forces meta for all.
 """
 from __future__ import annotations
 
@@ -63,10 +64,13 @@ def models():
 # --------------------------------------------------------------------------- each tool: model, input → MACs
 
 
+ARCHSCOPE_DEVICE = None  # --meta: force the meta device (the path small CPU models took before)
+
+
 def archscope_macs(model, x):
     from archscope.analysis.api import trace
 
-    return trace(model, input_size=tuple(x.shape)).totals.macs
+    return trace(model, input_size=tuple(x.shape), device=ARCHSCOPE_DEVICE).totals.macs
 
 
 def torchinfo_macs(model, x):
@@ -150,7 +154,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", default="resnet50,vit_b_16,mobilenet_v3_large,lstm_2x128,encoder_2x128")
+    parser.add_argument("--meta", action="store_true", help="archscope on the meta device even for small CPU models")
     args = parser.parse_args()
+    global ARCHSCOPE_DEVICE
+    ARCHSCOPE_DEVICE = "meta" if args.meta else None
     tools = [t for t in TOOLS if installed(t)]
     missing = [t for t in TOOLS if t not in tools]
     table = models()

@@ -353,3 +353,10 @@ def test_a_custom_autograd_function_in_a_parent_is_charged_to_its_self_row():
     rows = {r.name: r.train_flops for r in t.rows}
     assert rows["1 (self)"] == counts["Sequential.1"] - counts["Sequential.1.out"] == 3 * (2 * 3 * 16 * 16)
     assert "(outside any module)" not in rows and sum(rows.values()) == counts["Global"]
+
+
+def test_a_small_cpu_model_runs_on_cpu_by_default_and_on_meta_when_asked():
+    net = nn.Sequential(nn.Linear(8, 4)).eval()
+    default, forced = trace(net, input_size=(2, 8)), trace(net, input_size=(2, 8), device="meta")
+    assert (default.device, forced.device) == ("cpu", "meta")
+    assert default.totals.flops == forced.totals.flops == 2 * 2 * 8 * 4

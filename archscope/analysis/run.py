@@ -70,7 +70,8 @@ class Attempt:
 
 
 def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] = None, train: bool = False,
-            rf: bool = False, flow_depth: Optional[int] = None, dtype: Optional[torch.dtype] = None) -> Attempt:
+            rf: bool = False, flow_depth: Optional[int] = None, dtype: Optional[torch.dtype] = None,
+            prefer_cpu: bool = True) -> Attempt:  # prefer_cpu: a small model passed in on CPU runs there
     """Run once on ``device``; if the meta device itself is the obstacle (data-dependent
     code), run again on CPU with real weights, on a copy, and say so in ``note``. ``dtype``: the
     model's floating parameters and buffers are taken at that dtype (stand-ins on meta, a cast copy elsewhere).
@@ -92,7 +93,7 @@ def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] 
         return _run(lambda: module if loaded.rebuild is not None else _copy(module, device), inputs, device, counter,
                     note, train, rf, flow_depth, dtype)
 
-    if loaded.passed_in and not train and dtype is None and _small_on_cpu(module, inputs):
+    if prefer_cpu and loaded.passed_in and not train and dtype is None and _small_on_cpu(module, inputs):
         # A prebuilt model with its weights on CPU and a small forward: running it for real is faster
         # than PyTorch's Python meta kernels (an LSTM's 50 steps: 1 ms against 400). Its parameters are
         # shared (no gradients, nothing writes them) and its buffers copied; the numbers are the same.

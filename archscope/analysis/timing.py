@@ -251,7 +251,7 @@ def time_model(model: Any, batch: Optional[int] = None, dtype: str = "fp32", tra
         batch = 32  # a training batch: time is about throughput
     torch_dtype = DTYPES[dtype]
     counter = FlopCounter(record_ops=True)
-    loaded, inputs, run = counted_run(model, input_size, depth, "meta", batch, model_kwargs, None, input_data,
+    loaded, inputs, run = counted_run(model, input_size, depth, None, batch, model_kwargs, None, input_data,
                                       counter=counter, dtype=None if torch_dtype == torch.float32 else torch_dtype,
                                       train=train)
     counter = run.counter  # a fallback to CPU counts afresh

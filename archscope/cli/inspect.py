@@ -128,12 +128,14 @@ MEMORY_HW = Opt("hw", Annotated[Optional[str], typer.Option(
 
 
 def _sweep_points(o):
+    """``(batches, sides, input_size)`` of a command that sweeps: --batch and --size as lists, --input as is."""
     from archscope.analysis.sweep import parse_points
 
     batches, sizes = parse_points(o["batch"], "--batch"), parse_points(o["size"], "--size")
     if o["size"] is not None and o["input_"]:
         raise UsageError("give either --input or --size, not both")
-    return batches, sizes
+    input_size = o["input_"][0] if o["input_"] and len(o["input_"]) == 1 else (o["input_"] or None)
+    return batches, sizes, input_size
 
 
 def _emit_sweep(sweep, o) -> None:
@@ -162,8 +164,7 @@ def memory_(o):
         raise UsageError("--zero/--fsdp shard over ranks: give their number with --shard N")
     options = dict(optimizer=o["optimizer"], amp=o["amp"], model_kwargs=model_kwargs(o), shard=o["shard"],
                    zero=0 if o["shard"] is not None and zero is None else zero)
-    batches, sizes = _sweep_points(o)
-    input_size = o["input_"][0] if o["input_"] and len(o["input_"]) == 1 else (o["input_"] or None)
+    batches, sizes, input_size = _sweep_points(o)
     if len(batches) > 1 or len(sizes) > 1 or o["plot"]:
         from archscope.analysis.hardware import parse_hardware
         from archscope.analysis.sweep import sweep_memory
@@ -214,10 +215,9 @@ def time_(o):
         raise UsageError("give a MODEL to time (or --hw list for the hardware table)")
     options = dict(dtype=o["dtype"], train=o["train"], hw=o["hw"], measure=o["measure"], depth=o["depth"],
                    optimizer=o["optimizer"], model_kwargs=model_kwargs(o))
-    batches, sizes = _sweep_points(o)
+    batches, sizes, input_size = _sweep_points(o)
     if o["input_data"] and (o["input_"] or o["size"]):
         raise UsageError("give either --input-data or --input/--size, not both")
-    input_size = o["input_"][0] if o["input_"] and len(o["input_"]) == 1 else (o["input_"] or None)
     if len(batches) > 1 or len(sizes) > 1 or o["plot"]:
         from archscope.analysis.sweep import sweep_time
 
