@@ -51,5 +51,6 @@ def is_meta_limitation(error: BaseException) -> bool:
     text = str(error).lower()
     if 'missing the required "forward"' in text:
         return False
-    # "meta" as a word ("meta tensor", "on the meta device", "'meta'"), not inside "metadata".
-    return bool(re.search(r"\bmeta\b", text)) or "data-dependent" in text or "data dependent" in text
+    # "meta" as a word ("meta tensor", "on the meta device", "'meta'", PyTorch's "register_meta"), not
+    # inside "metadata".
+    return bool(re.search(r"(?<![a-z])meta(?![a-z])", text)) or "data-dependent" in text or "data dependent" in text

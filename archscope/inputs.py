@@ -83,6 +83,13 @@ class Inputs:
     dtypes: List[torch.dtype] = field(default_factory=list)
     data: Optional[Tuple[tuple, dict]] = None  # real (args, kwargs), when the user gave tensors
     assumed: Optional[str] = None  # what a side (--size) was taken to mean, from the model's first conv
+    # Keyword inputs made from shapes (a Hugging Face model's input_ids, attention_mask...): one name
+    # per shape, and the value each is filled with (an attention mask of ones attends to every token).
+    names: Optional[List[str]] = None
+    fills: Optional[List[float]] = None
+    # Names left out on meta: transformers reads an attention mask's values (is it all ones?) to skip
+    # masking, which a meta tensor cannot answer; a mask of ones is what it assumes without one.
+    omit_on_meta: Tuple[str, ...] = ()
 
     @property
     def shape(self) -> Optional[Shape]:
@@ -95,6 +102,11 @@ class Inputs:
 
     def make(self, device: str) -> Tuple[tuple, dict]:
         """Arguments on ``device``: zeros of the given shapes, or the real data (moved; on meta, stand-ins)."""
+        if self.data is None and self.names:
+            fills = self.fills or [0] * len(self.names)
+            return (), {n: torch.full(s, f, dtype=d, device=device)
+                        for n, s, d, f in zip(self.names, self.shapes, self.dtypes, fills)
+                        if not (device == "meta" and n in self.omit_on_meta)}
         if self.data is None:
             return tuple(torch.zeros(s, dtype=d, device=device) for s, d in zip(self.shapes, self.dtypes)), {}
         args, kwargs = self.data
@@ -112,10 +124,43 @@ class Inputs:
             return x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
 
         data = None if self.data is None else torch.utils._pytree.tree_map(to, self.data)
-        return Inputs(list(self.shapes), [dtype if d.is_floating_point else d for d in self.dtypes], data)
+        return dataclasses.replace(self, shapes=list(self.shapes), data=data,
+                                   dtypes=[dtype if d.is_floating_point else d for d in self.dtypes])
+
+    def resized(self, specs: list, batch: Optional[int]) -> "Inputs":
+        """Named inputs with the user's shapes: one spec per name, in order; or one spec for every input
+        of its rank (``--input 1x512`` sets input_ids, attention_mask and decoder_input_ids; ``--size 384``
+        an image's side or a sequence's length). Each input keeps its dtype unless the spec gives one."""
+        shapes, dtypes = list(self.shapes), list(self.dtypes)
+        if len(specs) > 1 and len(specs) != len(self.names):
+            raise UsageError(f"{len(specs)} input shapes for {len(self.names)} inputs ({', '.join(self.names)}): "
+                             "give one shape for all, or one per input in that order")
+        targets = [[i] for i in range(len(specs))] if len(specs) > 1 else [list(range(len(shapes)))] * len(specs)
+        for spec, indices in zip(specs, targets):
+            if isinstance(spec, int):  # a side: an image's height and width, a sequence's length
+                for i in indices:
+                    keep = len(shapes[i]) - (2 if len(shapes[i]) >= 4 else 1)
+                    shapes[i] = tuple(shapes[i][:keep]) + (spec,) * (len(shapes[i]) - keep)
+                continue
+            dims, dtype = parse_shape(spec) if isinstance(spec, str) else (tuple(int(d) for d in spec), None)
+            matched = [i for i in indices if len(shapes[i]) == len(dims)]
+            if not matched:
+                raise UsageError(f"input {shape_text(dims)} has no match among this model's inputs "
+                                 f"({self.summary()}): give a shape of one of those ranks")
+            for i in matched:
+                shapes[i], dtypes[i] = dims, dtype or dtypes[i]
+        if batch is not None:
+            shapes = [(batch,) + tuple(s[1:]) for s in shapes]
+        return dataclasses.replace(self, shapes=shapes, dtypes=dtypes)
+
+    def summary(self) -> str:
+        """``input_ids 1×128 int64, attention_mask 1×128 int64`` (named inputs)."""
+        return ", ".join(f"{n} {shape_text(s)} {dtype_name(d)}" for n, s, d in zip(self.names, self.shapes, self.dtypes))
 
     def describe(self) -> Any:
         """Shape(s) for reports: one shape, a list for several, ``{name: shape}`` for keyword inputs."""
+        if self.data is None and self.names:
+            return {n: list(s) for n, s in zip(self.names, self.shapes)}
         if self.data is None:
             shapes = [list(s) for s in self.shapes]
             return shapes[0] if len(shapes) == 1 else shapes
@@ -150,6 +195,12 @@ def resolve_inputs(
         if input_size is not None:
             raise UsageError("give either input data or an input size, not both")
         return Inputs(data=_as_call(input_data))
+    if isinstance(default, Inputs) and default.names:
+        if dtypes is not None:
+            raise UsageError("this model's inputs are named, each with its dtype: give a dtype inside the shape "
+                             "(--input 1x512:int64)")
+        return default.resized(_split(input_size), batch) if input_size is not None else default.resized([], batch) \
+            if batch is not None else default
     if input_size is None and isinstance(default, Inputs):
         return default
     if input_size is None:

@@ -78,7 +78,7 @@ def trace(
                       None if counter.backward_total is None else counter.total + counter.backward_total),
         options=dict(model_kwargs),
         note="; ".join(n for n in (loaded.note, _assumed(inputs, loaded), run.note, _fields_note(run),
-                                   _packed_note(module)) if n) or None,
+                                   _packed_note(module), _routing_note(counter)) if n) or None,
         uncounted_ops=counter.uncounted_ops(),
     )
 
@@ -122,6 +122,13 @@ def _assumed(inputs: Inputs, loaded) -> Optional[str]:
 def _fields_note(run: Attempt) -> Optional[str]:
     receptive = run.recorder.receptive if run.recorder is not None else None
     return receptive.note() if receptive is not None else None
+
+
+def _routing_note(counter: FlopCounter) -> Optional[str]:
+    if not counter.routed:
+        return None
+    return ("mixture of experts: each token is counted through the k experts its router picked (grouped "
+            "matmuls); the FLOPs are the same whichever experts the routing chose, their per-expert split is not")
 
 
 def _unique_params(model: nn.Module) -> Tuple[int, int]:

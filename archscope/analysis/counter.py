@@ -23,6 +23,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import conv_flop_count, flop_registry, sdpa_backward_flop_count, sdpa_flop_count
 
+from archscope.analysis.meta_shapes import grouped_mm_shape, meta_fallback
 from archscope.analysis.traffic import fresh_sizes, is_view, op_bytes, work_kind
 
 aten = torch.ops.aten
@@ -128,6 +129,33 @@ def _dot(a, b, *args, **kwargs) -> int:
     return 2 * a.numel()
 
 
+def _grouped_mm(mat_a, mat_b, offs=None, *args, **kwargs) -> int:
+    # Mixture-of-experts (transformers >= 5): each row (token) is multiplied by its group's
+    # (expert's) matrix, so the products are those of one matmul over all rows, whichever
+    # expert each row went to. (Rows past the last offset are skipped by the kernel; the models
+    # that use it assign every row.) 2-D x 2-D (a weight's gradient) splits the contraction
+    # instead: each of its indices belongs to one group's output, not to all G of them.
+    if mat_a.dim() == 2 and mat_b.dim() == 2:
+        return 2 * mat_a.shape[0] * mat_a.shape[1] * mat_b.shape[1]
+    return 2 * _numel(grouped_mm_shape(mat_a, mat_b, offs)) * mat_a.shape[-1]
+
+
+def _grouped_mm_fallback(input, weight, *args, **kwargs) -> int:
+    # transformers' own loop over experts where torch._grouped_mm is unavailable: (S, K) x (E, K, N).
+    return 2 * input.shape[0] * input.shape[1] * weight.shape[-1]
+
+
+def _grouped_mm_fallback_backward(input, weight, offs, grad_output, *args, **kwargs) -> int:
+    return 2 * _grouped_mm_fallback(input, weight)  # grad_input and grad_weight: one product each
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
 def _linear_dynamic(input, packed, *args, **kwargs) -> int:
     # A dynamically quantized Linear: int8 weights, the same multiply-adds as the float layer.
     weight, _ = torch.ops.quantized.linear_unpack(packed)
@@ -150,6 +178,13 @@ EXTRA_FORMULAS: Dict[Any, Callable[..., int]] = {
     aten._scaled_dot_product_efficient_attention_backward: _attention_backward,
     aten.mkldnn_rnn_layer: _mkldnn_rnn_layer,
     aten.convolution_backward: _conv_backward,
+    aten._grouped_mm: _grouped_mm,
+}
+
+# Custom ops of libraries that may not be imported, by their schema name.
+FORMULAS_BY_NAME: Dict[str, Callable[..., int]] = {
+    "transformers::grouped_mm_fallback": _grouped_mm_fallback,
+    "transformers::grouped_mm_fallback_backward": _grouped_mm_fallback_backward,
 }
 
 # --------------------------------------------------------------------------- what the convention leaves out
@@ -188,7 +223,7 @@ _NOT_COUNTED_BY_CONVENTION = {
     "im2col", "col2im", "channel_shuffle", "pixel_shuffle", "pixel_unshuffle", "native_dropout",
     "bernoulli", "bernoulli_", "rand", "randn", "rand_like", "randn_like", "randint", "randperm",
     "normal", "uniform_", "normal_", "item", "_local_scalar_dense", "equal", "allclose", "isin",
-    "unique", "_unique2", "bincount", "histc", "searchsorted", "bucketize", "set_", "resize_",
+    "unique", "_unique2", "bincount", "histc", "floor_divide", "searchsorted", "bucketize", "set_", "resize_",
     "sym_constrain_range_for_size", "_assert_async", "_assert_scalar", "_functional_assert_async",
     "_nested_tensor_from_mask", "_nested_tensor_from_mask_left_aligned", "to_padded_tensor",
     "_nested_tensor_from_tensor_list", "nested_to_padded_tensor",
@@ -264,6 +299,7 @@ class FlopCounter(TorchDispatchMode):
         self.forward_total = 0
         self._formulas: Dict[Any, Any] = {}  # op overload → formula (cached: the lookup is per op run)
         self.data_dependent = False  # an op read a tensor's values (.item(), nonzero...): the input's values mattered
+        self.routed = False  # a grouped matmul ran: tokens went through experts a router chose (mixture of experts)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -276,8 +312,15 @@ class FlopCounter(TorchDispatchMode):
                 decomposed = func.decompose(*args, **kwargs)
             if decomposed is not NotImplemented:
                 return decomposed
-        out = func(*args, **kwargs)
+        try:
+            out = func(*args, **kwargs)
+        except RuntimeError:
+            out = meta_fallback(func, args, kwargs)  # a meta kernel stricter than the CPU one
+            if out is None:
+                raise
         flops = self._flops(func, args, kwargs, out)
+        if func._overloadpacket is aten._grouped_mm or func._schema.name.startswith("transformers::grouped_mm"):
+            self.routed = True
         if flops:
             self.total += flops
             key = self.attribute_to
@@ -322,8 +365,9 @@ class FlopCounter(TorchDispatchMode):
             functional = getattr(aten, name[:-1], None)
             if functional is not None and (functional in EXTRA_FORMULAS or functional in flop_registry):
                 packet = functional
-        if packet in EXTRA_FORMULAS:
-            extra, registered = EXTRA_FORMULAS[packet], flop_registry.get(packet)
+        if packet in EXTRA_FORMULAS or func._schema.name in FORMULAS_BY_NAME:
+            extra = EXTRA_FORMULAS.get(packet) or FORMULAS_BY_NAME[func._schema.name]
+            registered = flop_registry.get(packet)
 
             def formula(args, kwargs, out):
                 try:

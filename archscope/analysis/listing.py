@@ -74,6 +74,11 @@ def _library_rows(prefix: str, pattern: str) -> List[ListedModel]:
     names = source.names(pattern)
     if not names:
         raise UsageError(f"no {prefix} model matches '{pattern}' (try '{prefix}:*')")
+    limit = getattr(source, "LIST_LIMIT", None)
+    if limit is not None and len(names) > limit:
+        shown = ", ".join(names[:12])
+        raise UsageError(f"{len(names)} {prefix} models match '{pattern}' (each is built and traced to list it): "
+                         f"narrow the pattern, e.g. '{prefix}:{names[0][:3]}*' (they start: {shown}, ...)")
     rows = []
     for name in names:
         row = _row(f"{prefix}:{name}", source.describe(name))

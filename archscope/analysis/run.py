@@ -107,6 +107,11 @@ def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] 
     if run.error is None or not is_meta_limitation(run.error):
         return run
     why = first_line(run.error)
+    weights = sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
+    if weights > CPU_FALLBACK_BYTES:
+        raise UsageError(f"this model cannot run on the meta device ({why}), and running it on CPU instead would "
+                         f"need {weights / 2**30:.1f} GiB of weights: give it a smaller size (fewer layers, "
+                         "--arg ...) or trace it where it fits (--device cuda)")
     if loaded.rebuild is not None:
         note = f"this model cannot run on the meta device ({why}); rebuilt and traced on CPU with random weights; {values}"
         return _run(lambda: loaded.rebuild("cpu"), inputs, "cpu", counter.fresh() if counter else None, note, train, rf, flow_depth, dtype)
@@ -171,6 +176,7 @@ def _copy(module: nn.Module, device: str) -> nn.Module:
                          f"({type(error).__name__}: {first_line(error)}): trace it on --device meta") from error
 
 
+CPU_FALLBACK_BYTES = 4 * 2**30  # the most weights a model that cannot run on meta is given on CPU instead
 SMALL_ON_CPU = 30_000_000  # parameters x batch: below it a real CPU forward takes ~0.1 s at most
 SMALL_INPUT = 2 ** 21  # input elements
 

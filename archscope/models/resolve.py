@@ -16,13 +16,14 @@ from typing import Any, Dict, List
 from torch import nn
 
 from archscope.errors import UsageError
-from archscope.models import registry, timm, torchvision
+from archscope.models import hf, registry, timm, torchvision
 from archscope.models.build import Loaded, build_on, guarded
 from archscope.models.user import import_user, load_factory, module_candidates
 
 # Library sources by prefix: each module gives names(pattern), default_input(name),
-# builder(name, kwargs), describe(name) and published(name). A new source is one more line.
-SOURCES: Dict[str, ModuleType] = {torchvision.PREFIX: torchvision, timm.PREFIX: timm}
+# builder(name, kwargs), describe(name) and published(name), or load(name, device, kwargs) when
+# the name is not one of a list (hf: a model type, a path or a Hub id). A new source is one more line.
+SOURCES: Dict[str, ModuleType] = {torchvision.PREFIX: torchvision, timm.PREFIX: timm, hf.PREFIX: hf}
 
 
 def load_model(spec: Any, device: str = "meta", **kwargs) -> Loaded:
@@ -105,6 +106,8 @@ def _load_zoo(name: str, device: str, kwargs: Dict[str, Any]) -> Loaded:
 
 def _load_library(prefix: str, name: str, device: str, kwargs: Dict[str, Any]) -> Loaded:
     source = SOURCES[prefix]
+    if hasattr(source, "load"):
+        return source.load(name, device, kwargs)
     known = source.names()
     if name not in known:
         close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
