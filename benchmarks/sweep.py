@@ -4,6 +4,8 @@ default input; print how many traced, the failures grouped by reason, and the ti
     python benchmarks/sweep.py                 # torchvision only
     python benchmarks/sweep.py --timm          # also timm (about 1,400 models: tens of minutes on 2 cores)
     python benchmarks/sweep.py --timm --pattern 'resnet*'
+    python benchmarks/sweep.py --hf              # also 50 common transformers types, default configs
+    python benchmarks/sweep.py --hf --pattern '*' # every transformers model type (800+: about an hour)
 """
 from __future__ import annotations
 
@@ -13,13 +15,19 @@ import statistics
 import time
 import warnings
 
+# Common transformers model types, each built from its default config (the sizes the paper gave).
+HF_COMMON = ("albert bart bert big_bird blenderbot bloom clip codegen convnext deberta deberta-v2 deit "
+             "distilbert electra falcon gemma gemma2 gpt2 gpt_neo gpt_neox gptj granitemoe hubert llama "
+             "longformer m2m_100 marian mbart mistral mixtral mobilebert mpt mt5 olmoe opt pegasus phi phi3 "
+             "qwen2 qwen2_moe qwen3 roberta segformer starcoder2 swin t5 vit wav2vec2 whisper xlm-roberta").split()
 
-def sweep(source: str, pattern: str):
+
+def sweep(source: str, pattern: str, only=None):
     from archscope.analysis import trace
     from archscope.errors import first_line
     from archscope.models import resolve
 
-    names = resolve.library_names(source, pattern)
+    names = [n for n in resolve.library_names(source, pattern) if only is None or n in only]
     times, fallbacks, failures = [], [], collections.defaultdict(list)
     for i, name in enumerate(names):
         start = time.perf_counter()
@@ -44,12 +52,16 @@ def sweep(source: str, pattern: str):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--timm", action="store_true", help="also sweep timm's models")
-    parser.add_argument("--pattern", default="*")
+    parser.add_argument("--hf", action="store_true", help="also sweep transformers' model types")
+    parser.add_argument("--pattern", default=None, help="names to sweep (default: all; for --hf, 50 common types)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    sweep("tv", args.pattern)
+    if not args.hf or args.timm:
+        sweep("tv", args.pattern or "*")
     if args.timm:
-        sweep("timm", args.pattern)
+        sweep("timm", args.pattern or "*")
+    if args.hf:
+        sweep("hf", args.pattern or "*", only=None if args.pattern else set(HF_COMMON))
 
 
 if __name__ == "__main__":

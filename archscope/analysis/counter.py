@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Hashable, List, Optional
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import conv_flop_count, flop_registry, sdpa_backward_flop_count, sdpa_flop_count
 
 from archscope.analysis.meta_shapes import grouped_mm_shape, meta_fallback
 from archscope.analysis.traffic import fresh_sizes, is_view, op_bytes, work_kind
+from archscope.dispatch import DispatchMode
 
 aten = torch.ops.aten
 
@@ -278,7 +278,7 @@ class OpCost:
     fresh: tuple = ()  # bytes of each output written into a newly allocated tensor (not in place)
 
 
-class FlopCounter(TorchDispatchMode):
+class FlopCounter(DispatchMode):
     """Counts FLOPs per attribution key. ``attribute_to`` is set by the tracer's hooks.
 
     With ``record_ops`` it also keeps one ``OpCost`` per op that moves data (views and
@@ -297,7 +297,6 @@ class FlopCounter(TorchDispatchMode):
         self.backward_total: Optional[int] = None
         self.forward_by_key: Dict[Hashable, int] = self.by_key  # the forward's table while backward counts
         self.forward_total = 0
-        self._formulas: Dict[Any, Any] = {}  # op overload → formula (cached: the lookup is per op run)
         self.data_dependent = False  # an op read a tensor's values (.item(), nonzero...): the input's values mattered
         self.routed = False  # a grouped matmul ran: tokens went through experts a router chose (mixture of experts)
         self._outputs: Dict[Any, Any] = {}  # meta op signature → its outputs' metadata (see _run)
@@ -356,9 +355,9 @@ class FlopCounter(TorchDispatchMode):
         return FlopCounter(record_ops=self.record_ops)
 
     def _formula(self, func):
-        formula = self._formulas.get(func)
+        formula = _FORMULAS.get(func)
         if formula is None:
-            formula = self._formulas[func] = self._formula_for(func)
+            formula = _FORMULAS[func] = self._formula_for(func)
         return formula
 
     def _flops(self, func, args, kwargs, out) -> int:
@@ -428,6 +427,7 @@ class FlopCounter(TorchDispatchMode):
 # --------------------------------------------------------------------------- the meta output cache
 
 _CACHEABLE: Dict[Any, bool] = {}
+_FORMULAS: Dict[Any, Any] = {}  # op overload → formula (the lookup would otherwise be per op run)
 _PLAIN = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format, torch.layout)
 
 
@@ -463,6 +463,11 @@ def _writes_first(func) -> bool:
 
 def _signature(func, args, kwargs):
     """A hashable key of the op's inputs when every tensor is a plain meta tensor, else None."""
+    for a in args:  # the first tensor says whether this is a meta run at all (cheap to ask)
+        if isinstance(a, torch.Tensor):
+            if a.device.type != "meta":
+                return None
+            break
     parts = [func]
     for value in (args, kwargs):
         key = _key(value)

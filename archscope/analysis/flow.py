@@ -15,10 +15,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from archscope.analysis.counter import METADATA_OPS, FlopCounter
+from archscope.dispatch import DispatchMode
 from archscope.inputs import shape_of
 
 TAG = "_archscope_flow"
@@ -71,7 +71,7 @@ def _tensors(obj) -> List[torch.Tensor]:
     return [t for t in tree_leaves(obj) if isinstance(t, torch.Tensor)]
 
 
-class Flow(TorchDispatchMode):
+class Flow(DispatchMode):
     """Entered inside the FLOP counter (so each node's FLOPs are the counter's growth while it ran);
     the tracer's hooks call ``enter``/``leave`` for every module call."""
 

@@ -25,7 +25,6 @@ from typing import Any, Dict, List, Optional
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from archscope.analysis.counter import FlopCounter
@@ -33,6 +32,7 @@ from archscope.analysis.hooks import Recorder
 from archscope.analysis.records import Result
 from archscope.analysis.rows import build_rows, per_row
 from archscope.analysis.run import RefuseMixedDtypes, running_mode
+from archscope.dispatch import DispatchMode
 from archscope.errors import UsageError, first_line
 from archscope.inputs import resolve_inputs
 from archscope.models import load_model
@@ -109,7 +109,7 @@ class MemoryReport(Result):
         ]
 
 
-class _Live(TorchDispatchMode):
+class _Live(DispatchMode):
     """Follows activation storages: each op's new storage counts from its creation until the
     last Python tensor viewing it is gone; remembers the most alive at once."""
 
@@ -146,7 +146,7 @@ class _Live(TorchDispatchMode):
         return out
 
 
-class _OpOrder(TorchDispatchMode):
+class _OpOrder(DispatchMode):
     """Numbers the ops of a forward; remembers when each parameter is first used, which
     storages feed convolutions and matrix products (what autocast would cast), and whose call
     path each op ran in (``owner.attribute_to``, set by the tracer's hooks)."""

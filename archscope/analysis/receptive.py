@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
+
+from archscope.dispatch import DispatchMode
 
 aten = torch.ops.aten
 ATTR = "_archscope_rf"
@@ -141,7 +142,7 @@ def mark_input(x: torch.Tensor) -> None:
         setattr(x, ATTR, Field((1,) * k, (1,) * k, (0,) * k))
 
 
-class ReceptiveFields(TorchDispatchMode):
+class ReceptiveFields(DispatchMode):
     """Gives every op's outputs the receptive field its inputs imply. Ops whose effect on it is
     not modelled (upsampling, spatial reshapes) end the field there: they are kept in
     ``stopped_at`` (op name → times), so the report can say why rows after them show none."""

@@ -12,8 +12,8 @@ from typing import Any, Callable, Dict, Optional, Tuple, Type
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from archscope.dispatch import DispatchMode
 from archscope.errors import UsageError, first_line, is_meta_limitation
 from archscope.quiet import library_warnings_silenced
 
@@ -50,7 +50,7 @@ def guarded(label: str, kwargs: Dict[str, Any], make: Callable[[], nn.Module],
     return build
 
 
-class SkipMetaWrites(TorchDispatchMode):
+class SkipMetaWrites(DispatchMode):
     """While a model is built on meta, in-place writes to meta tensors are skipped: a builder's weight
     initialisation (timm's ``trunc_normal_``: uniform_, erfinv_, mul_, add_, clamp_) writes values a
     meta tensor does not have, through PyTorch's Python reference kernels (0.35 of ConvNeXt-T's 0.41 s
