@@ -87,9 +87,6 @@ class Inputs:
     # per shape, and the value each is filled with (an attention mask of ones attends to every token).
     names: Optional[List[str]] = None
     fills: Optional[List[float]] = None
-    # Names left out on meta: transformers reads an attention mask's values (is it all ones?) to skip
-    # masking, which a meta tensor cannot answer; a mask of ones is what it assumes without one.
-    omit_on_meta: Tuple[str, ...] = ()
 
     @property
     def shape(self) -> Optional[Shape]:
@@ -105,8 +102,7 @@ class Inputs:
         if self.data is None and self.names:
             fills = self.fills or [0] * len(self.names)
             return (), {n: torch.full(s, f, dtype=d, device=device)
-                        for n, s, d, f in zip(self.names, self.shapes, self.dtypes, fills)
-                        if not (device == "meta" and n in self.omit_on_meta)}
+                        for n, s, d, f in zip(self.names, self.shapes, self.dtypes, fills)}
         if self.data is None:
             return tuple(torch.zeros(s, dtype=d, device=device) for s, d in zip(self.shapes, self.dtypes)), {}
         args, kwargs = self.data
@@ -117,6 +113,15 @@ class Inputs:
             return x
 
         return torch.utils._pytree.tree_map(move, (args, kwargs))
+
+    def made_values(self, args: tuple, kwargs: dict) -> List[Tuple[torch.Tensor, float]]:
+        """The tensors ``make`` made and the value of each one's every element (none for real data)."""
+        if self.data is not None:
+            return []
+        if self.names:
+            fills = dict(zip(self.names, self.fills or [0] * len(self.names)))
+            return [(t, fills[n]) for n, t in kwargs.items()]
+        return [(t, 0) for t in args]
 
     def cast(self, dtype: torch.dtype) -> "Inputs":
         """The same inputs with every floating one at ``dtype`` (integer ids stay integers)."""

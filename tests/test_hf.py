@@ -163,3 +163,16 @@ def test_hf_on_the_command_line_keeps_json_clean_and_names_what_it_built():
     assert data["input_shape"] == {"input_ids": [1, 64], "attention_mask": [1, 64]}
     assert data["output_shape"] == {"last_hidden_state": [1, 64, 768]}
     assert "GPT2Model" in data["note"]
+
+
+def test_a_model_that_reads_its_masks_values_traces_on_meta_with_the_values_archscope_made():
+    # BART asks "is the attention mask all ones?" (.item() on it) to skip masking: on meta that value is
+    # known, since archscope made the mask. The count is checked against FlopCounterMode on a real CPU run.
+    bart = dict(encoder_layers=1, decoder_layers=1, d_model=32, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                encoder_attention_heads=2, decoder_attention_heads=2, vocab_size=500, max_position_embeddings=256)
+    t = trace("hf:bart", **bart)
+    assert t.device == "meta" and "read its input's values" in t.note
+    ids = torch.zeros(1, 128, dtype=torch.long)
+    reference = cpu_model("bart", **bart)
+    assert t.totals.flops == reference_flops(reference, input_ids=ids, attention_mask=torch.ones_like(ids),
+                                             decoder_input_ids=ids).get_total_flops()

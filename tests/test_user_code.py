@@ -284,3 +284,33 @@ def test_a_torchscript_module_is_counted_at_dispatch_level_and_says_what_is_lost
     assert t.totals.flops == reference.get_total_flops() == 2 * (4 * 6 * 6 * 9 + 3 * 4 * 6 * 6)
     assert t.totals.params == sum(p.numel() for p in net.parameters())
     assert t.output_shape == [1, 3] and "TorchScript" in t.note and "per-layer shapes are lost" in t.note
+
+
+class Branches(nn.Module):
+    """Reads its input's values: zeros take one branch, anything else the other."""
+
+    def __init__(self):
+        super().__init__()
+        self.zeros, self.other = nn.Linear(8, 4), nn.Linear(8, 16)
+
+    def forward(self, x):
+        if (x == 0).all():
+            return self.zeros(x)
+        return self.other(x)
+
+
+class WritesThenReads(Branches):
+    def forward(self, x):
+        y = x.clone()
+        y.add_(1)  # written in place: its values are no longer the input's known zeros
+        return self.zeros(x) if bool(y.sum() == 0) else self.other(x)
+
+
+def test_a_branch_on_the_inputs_values_follows_the_zeros_archscope_made_as_a_real_run_does():
+    t = trace(Branches(), input_size=(2, 8), device="meta")
+    assert t.device == "meta" and "read its input's values" in t.note
+    assert t.output_shape == list(Branches()(torch.zeros(2, 8)).shape) == [2, 4]
+    assert t.totals.flops == 2 * 2 * 8 * 4
+    # A value written in place is forgotten, not guessed: the run falls back to CPU and takes the real branch.
+    t = trace(WritesThenReads(), input_size=(2, 8), device="meta")
+    assert t.device == "cpu" and t.output_shape == [2, 16]

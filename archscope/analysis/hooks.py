@@ -27,6 +27,7 @@ class Recorder:
         self.fields: Optional[Dict[str, Any]] = {} if fields else None  # path → receptive field of its output
         self.receptive = None  # the ReceptiveFields mode of this forward, when fields are followed
         self.flow = None  # the Flow of this forward (tensors from producer to consumer), when asked for
+        self.known = None  # the KnownValues of a meta forward (the values of the input archscope made)
         self.counter = counter
         self.tag_autograd = tag_autograd
         self.node_path: Dict[Any, str] = {}  # autograd node → the call path whose forward created it

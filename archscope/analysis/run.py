@@ -19,6 +19,7 @@ from torch import nn
 from archscope.analysis.counter import FlopCounter
 from archscope.analysis.flow import Flow
 from archscope.analysis.hooks import Recorder
+from archscope.analysis.known_values import KnownValues
 from archscope.analysis.receptive import ReceptiveFields, mark_input
 from archscope.dispatch import DispatchMode
 from archscope.errors import UsageError, first_line, is_meta_limitation
@@ -153,7 +154,11 @@ def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = F
         raise UsageError(f"could not allocate the input on {device}: {first_line(error)}") from error
     try:
         out, rec = forward(module, args, kwargs, device, counter, train=train, rf=rf, flow_depth=flow_depth,
-                           dtype=dtype, shared=shared, scripted=scripted)
+                           dtype=dtype, shared=shared, scripted=scripted, known=inputs.made_values(args, kwargs))
+        if rec.known is not None and rec.known.answered:
+            read = ("the model read its input's values, which archscope knows on meta for the input it made "
+                    "(zeros; masks of ones): its branches followed those (give real inputs with --input-data)")
+            note = f"{note}; {read}" if note else read
         return Attempt(module, device, rec, out, note=note, counter=counter)
     except Exception as error:  # noqa: BLE001 - reported to the caller
         return Attempt(module, device, getattr(error, "__archscope_recorder__", None), error=error,
@@ -205,7 +210,8 @@ def _has_lazy_parameters(model: nn.Module) -> bool:
 
 def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: Optional[FlopCounter] = None,
             train: bool = False, rf: bool = False, flow_depth: Optional[int] = None,
-            dtype: Optional[torch.dtype] = None, shared: bool = False, scripted: bool = False):
+            dtype: Optional[torch.dtype] = None, shared: bool = False, scripted: bool = False,
+            known: Optional[list] = None):
     """One forward call with hooks, in eval mode and without autograd; with ``train``, in
     train mode followed by a backward pass of the sum of the outputs (the counter keeps
     its FLOPs apart). On ``meta``, a model with real tensors (or any model, with ``train``:
@@ -229,7 +235,12 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
         flow.start(args, kwargs)
     try:
         dtypes = RefuseMixedDtypes() if device == "meta" else contextlib.nullcontext()
-        with mode, grad, library_warnings_silenced(), (counter or contextlib.nullcontext()), fields, flow, dtypes:
+        # Innermost: it answers reads of values it knows before any mode below would fail on them.
+        values = contextlib.nullcontext()
+        if device == "meta":
+            values = recorder.known = KnownValues(known or ())
+        with mode, grad, library_warnings_silenced(), (counter or contextlib.nullcontext()), fields, flow, dtypes, \
+                values:
             if device == "meta" and (train or dtype is not None
                                      or any(t.device.type != "meta" for _, t in _named_tensors(model))):
                 stand_ins = {n: torch.empty_like(t, device="meta", dtype=dtype if dtype is not None and

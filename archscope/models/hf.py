@@ -251,7 +251,7 @@ def default_inputs(module, config) -> Optional[Inputs]:
             add("decoder_input_ids", (1, min(SEQUENCE_LENGTH, getattr(config, "max_target_positions", 448))))
     if not names:
         return None
-    return Inputs(list(shapes), list(dtypes), names=names, fills=fills, omit_on_meta=("attention_mask",))
+    return Inputs(list(shapes), list(dtypes), names=names, fills=fills)
 
 
 def _forward_parameters(module) -> List[str]:
