@@ -20,7 +20,7 @@ ALLOWED = {
     "train": {"analysis", "models", "base"},
     "analysis": {"models", "base"},
     "models": {"base"},
-    "base": {"base"},  # archscope/errors.py, inputs.py, quiet.py
+    "base": {"base"},  # archscope/errors.py, inputs.py, quiet.py, dispatch.py
 }
 
 

@@ -314,7 +314,7 @@ class FlopCounter(DispatchMode):
                 return decomposed
         out = self._run(func, args, kwargs)
         flops = self._flops(func, args, kwargs, out)
-        if func._overloadpacket is aten._grouped_mm or func._schema.name.startswith("transformers::grouped_mm"):
+        if func in _ROUTING:
             self.routed = True
         if flops:
             self.total += flops
@@ -376,6 +376,8 @@ class FlopCounter(DispatchMode):
 
     @staticmethod
     def _formula_for(func):
+        if func._overloadpacket is aten._grouped_mm or func._schema.name.startswith("transformers::grouped_mm"):
+            _ROUTING.add(func)  # a mixture of experts' grouped matmul: tokens go through the experts a router chose
         packet = func._overloadpacket
         name = packet.__name__
         if name.endswith("_") and not name.startswith("_"):
@@ -428,6 +430,7 @@ class FlopCounter(DispatchMode):
 
 _CACHEABLE: Dict[Any, bool] = {}
 _FORMULAS: Dict[Any, Any] = {}  # op overload → formula (the lookup would otherwise be per op run)
+_ROUTING: set = set()  # grouped-matmul overloads seen (their formula is looked up before they count)
 _PLAIN = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format, torch.layout)
 
 

@@ -52,11 +52,16 @@ class KnownValues(DispatchMode):
                 self.answered += 1
                 return answer[0]
         out = func(*args, **kwargs)
+        if not self.values and name not in _CREATES:
+            return out  # nothing known (most ops of most runs): nothing to follow or forget
         self._forget_written(func, args)
-        try:
-            self._follow(func, name, args, kwargs, out)
-        except Exception:  # noqa: BLE001 - a value this mode cannot follow is simply not known
-            pass
+        if name in _CREATES or any(isinstance(a, torch.Tensor) and a in self.values for a in args):
+            # The modes below (the FLOP counter) must not see this bookkeeping's own small CPU ops.
+            with torch.utils._python_dispatch._disable_current_modes():
+                try:
+                    self._follow(func, name, args, kwargs, out)
+                except Exception:  # noqa: BLE001 - a value this mode cannot follow is simply not known
+                    pass
         return out
 
     # ---------------------------------------------------------------- reading
@@ -128,8 +133,7 @@ class KnownValues(DispatchMode):
 
         cpu_args = tuple(scalar(a) for a in args)
         cpu_kwargs = {k: scalar(v) for k, v in kwargs.items() if k not in ("device", "out")}
-        with torch.utils._python_dispatch._disable_current_modes():
-            result = func(*cpu_args, **cpu_kwargs)
+        result = func(*cpu_args, **cpu_kwargs)
         if isinstance(result, torch.Tensor) and result.numel() == 1:
             self.values[out] = _python(result.item(), out.dtype)
 

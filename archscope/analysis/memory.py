@@ -17,6 +17,7 @@ an element instead of 4. An optimizer's own temporaries during ``step()`` are no
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import weakref
@@ -29,11 +30,12 @@ from torch.utils._pytree import tree_leaves
 
 from archscope.analysis.counter import FlopCounter
 from archscope.analysis.hooks import Recorder
+from archscope.analysis.known_values import KnownValues
 from archscope.analysis.records import Result
 from archscope.analysis.rows import build_rows, per_row
 from archscope.analysis.run import RefuseMixedDtypes, running_mode
 from archscope.dispatch import DispatchMode
-from archscope.errors import UsageError, first_line
+from archscope.errors import UsageError, first_line, is_meta_limitation
 from archscope.inputs import resolve_inputs
 from archscope.models import load_model
 
@@ -191,7 +193,7 @@ class _Saved:
     flops_by_path: Dict[Optional[str], int]
 
 
-def _training_activations(model, args, kwargs, amp: bool) -> _Saved:
+def _training_activations(model, args, kwargs, amp: bool, known=None) -> _Saved:
     """Bytes saved for backward (per call path), and the peak of saved activations + gradients
     during backward.
 
@@ -221,7 +223,7 @@ def _training_activations(model, args, kwargs, amp: bool) -> _Saved:
 
     try:
         with running_mode(model, True), torch.enable_grad(), counter, order, RefuseMixedDtypes(), \
-                torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), _values(known):
             torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
     finally:
         recorder.remove()
@@ -252,13 +254,18 @@ def _training_activations(model, args, kwargs, amp: bool) -> _Saved:
     return _Saved(total, peak, by_path, peak_path, recorder, dict(counter.by_key))
 
 
-def _inference_peak(model, args, kwargs) -> int:
+def _values(known):
+    """The innermost mode, when the input's made values are followed (it must see ops before any cache)."""
+    return contextlib.nullcontext() if known is None else KnownValues(known)
+
+
+def _inference_peak(model, args, kwargs, known=None) -> int:
     stand_ins = _stand_ins(model)
     live = _Live({t.untyped_storage()._cdata for t in stand_ins.values()})
     for t in tree_leaves((args, kwargs)):
         if isinstance(t, torch.Tensor):
             live.track(t)
-    with running_mode(model, False), torch.no_grad(), live, RefuseMixedDtypes():
+    with running_mode(model, False), torch.no_grad(), live, RefuseMixedDtypes(), _values(known):
         out = torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
     del out
     return live.peak
@@ -303,7 +310,13 @@ def memory(model: Any, batch: Optional[int] = None, optimizer: str = "adam", amp
         inputs = resolve_inputs(input_size, module, loaded.default_input, b)
         args, kw = inputs.make("meta")
         try:
-            return inputs, _training_activations(module, args, kw, amp), _inference_peak(module, args, kw)
+            try:
+                return inputs, _training_activations(module, args, kw, amp), _inference_peak(module, args, kw)
+            except Exception as error:  # noqa: BLE001 - retried only when it read a value of the input made here
+                if inputs.real or not is_meta_limitation(error):
+                    raise
+            known = inputs.made_values(args, kw)  # as trace does: see known_values.py
+            return inputs, _training_activations(module, args, kw, amp, known), _inference_peak(module, args, kw, known)
         except Exception as error:  # noqa: BLE001 - the model's own failure, in one line
             raise UsageError(f"{loaded.label} cannot run a training forward on meta at batch {b}: "
                              f"{first_line(error)}") from error

@@ -105,6 +105,13 @@ def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] 
             return run
         counter = counter.fresh() if counter else None  # a failure is diagnosed on meta, as for any model
     run = _run(lambda: module, inputs, "meta", counter, None, train, rf, flow_depth, dtype)
+    if run.error is not None and is_meta_limitation(run.error) and not inputs.real:
+        # It read a value. If it was one of the input archscope made (zeros, a mask of ones), meta can
+        # answer it: once more on meta, following those values (a second pass only for such models).
+        retry = _run(lambda: module, inputs, "meta", counter.fresh() if counter else None, None, train, rf,
+                     flow_depth, dtype, follow_values=True)
+        if retry.error is None or not is_meta_limitation(retry.error):
+            return retry
     if run.error is None or not is_meta_limitation(run.error):
         return run
     why = first_line(run.error)
@@ -139,7 +146,7 @@ def _scripted(module, inputs: Inputs, device: str, counter, train: bool, rf: boo
 
 def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = False, rf: bool = False,
          flow_depth: Optional[int] = None, dtype: Optional[torch.dtype] = None, shared: bool = False,
-         scripted: bool = False) -> Attempt:
+         scripted: bool = False, follow_values: bool = False) -> Attempt:
     try:
         module = get_module()
         if dtype is not None and device != "meta":
@@ -154,7 +161,7 @@ def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = F
         raise UsageError(f"could not allocate the input on {device}: {first_line(error)}") from error
     try:
         out, rec = forward(module, args, kwargs, device, counter, train=train, rf=rf, flow_depth=flow_depth,
-                           dtype=dtype, shared=shared, scripted=scripted, known=inputs.made_values(args, kwargs))
+                           dtype=dtype, shared=shared, scripted=scripted, known=inputs.made_values(args, kwargs) if follow_values else None)
         if rec.known is not None and rec.known.answered:
             read = ("the model read its input's values, which archscope knows on meta for the input it made "
                     "(zeros; masks of ones): its branches followed those (give real inputs with --input-data)")
@@ -237,8 +244,8 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
         dtypes = RefuseMixedDtypes() if device == "meta" else contextlib.nullcontext()
         # Innermost: it answers reads of values it knows before any mode below would fail on them.
         values = contextlib.nullcontext()
-        if device == "meta":
-            values = recorder.known = KnownValues(known or ())
+        if device == "meta" and known is not None:
+            values = recorder.known = KnownValues(known)
         with mode, grad, library_warnings_silenced(), (counter or contextlib.nullcontext()), fields, flow, dtypes, \
                 values:
             if device == "meta" and (train or dtype is not None
