@@ -204,8 +204,7 @@ def resolve_inputs(
         if dtypes is not None:
             raise UsageError("this model's inputs are named, each with its dtype: give a dtype inside the shape "
                              "(--input 1x512:int64)")
-        return default.resized(_split(input_size), batch) if input_size is not None else default.resized([], batch) \
-            if batch is not None else default
+        return default.resized(_split(input_size) if input_size is not None else [], batch)
     if input_size is None and isinstance(default, Inputs):
         return default
     if input_size is None:

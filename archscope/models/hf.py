@@ -90,9 +90,10 @@ def load(name: str, device: str, kwargs: Dict[str, Any]) -> Loaded:
     label = f"{PREFIX}:{name}"
 
     def make():
-        # A concrete class builds from its config with _from_config; an Auto class with from_config.
-        build_from = getattr(cls, "from_config", None) if cls.__name__.startswith("Auto") else cls._from_config
-        return build_from(config, trust_remote_code=trust) if cls.__name__.startswith("Auto") else build_from(config)
+        # An Auto class builds from a config with from_config; a concrete class with _from_config.
+        if cls.__name__.startswith("Auto"):
+            return cls.from_config(config, trust_remote_code=trust)
+        return cls._from_config(config)
 
     build = guarded(label, kwargs, make, catch=(TypeError, ValueError, RuntimeError, KeyError, AttributeError))
     module, note = build_on(device, build, label)
