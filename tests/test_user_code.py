@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from archscope import memory, trace
-from archscope.errors import ModelFailure
+from archscope.errors import ModelFailure, UsageError
 
 from conftest import one_line, run_cli
 
@@ -314,3 +314,25 @@ def test_a_branch_on_the_inputs_values_follows_the_zeros_archscope_made_as_a_rea
     # A value written in place is forgotten, not guessed: the run falls back to CPU and takes the real branch.
     t = trace(WritesThenReads(), input_size=(2, 8), device="meta")
     assert t.device == "cpu" and t.output_shape == [2, 16]
+
+
+class BigReader(nn.Module):
+    """4.5 GiB of float32 weights whose forward reads one of their values (meta cannot answer it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(40_000, 30_000)
+
+    def forward(self, x):
+        if self.fc.weight.sum().item() > 0:
+            x = x * 2
+        return self.fc(x)
+
+
+def test_a_model_too_big_for_the_cpu_fallback_is_refused_in_one_line_not_allocated():
+    with torch.device("meta"):
+        big = BigReader()
+    assert 4 * sum(p.numel() for p in big.parameters()) > 4 * 2**30  # over the fallback's 4 GiB
+    with pytest.raises(UsageError, match=r"would need 4\.5 GiB of weights") as info:
+        trace(big, input_size=(1, 40_000))
+    assert "\n" not in str(info.value)

@@ -14,6 +14,7 @@ reductions, data movement) are not "uncounted": they are outside the convention.
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Hashable, List, Optional
@@ -24,7 +25,7 @@ from torch.utils.flop_counter import conv_flop_count, flop_registry, sdpa_backwa
 
 from archscope.analysis.meta_shapes import grouped_mm_shape, meta_fallback
 from archscope.analysis.traffic import fresh_sizes, is_view, op_bytes, work_kind
-from archscope.dispatch import DispatchMode
+from archscope.dispatch import DispatchMode, writes_first_in_place
 
 aten = torch.ops.aten
 
@@ -137,7 +138,7 @@ def _grouped_mm(mat_a, mat_b, offs=None, *args, **kwargs) -> int:
     # instead: each of its indices belongs to one group's output, not to all G of them.
     if mat_a.dim() == 2 and mat_b.dim() == 2:
         return 2 * mat_a.shape[0] * mat_a.shape[1] * mat_b.shape[1]
-    return 2 * _numel(grouped_mm_shape(mat_a, mat_b, offs)) * mat_a.shape[-1]
+    return 2 * math.prod(grouped_mm_shape(mat_a, mat_b, offs)) * mat_a.shape[-1]
 
 
 def _grouped_mm_fallback(input, weight, *args, **kwargs) -> int:
@@ -147,13 +148,6 @@ def _grouped_mm_fallback(input, weight, *args, **kwargs) -> int:
 
 def _grouped_mm_fallback_backward(input, weight, offs, grad_output, *args, **kwargs) -> int:
     return 2 * _grouped_mm_fallback(input, weight)  # grad_input and grad_weight: one product each
-
-
-def _numel(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
 
 
 def _linear_dynamic(input, packed, *args, **kwargs) -> int:
@@ -331,7 +325,8 @@ class FlopCounter(DispatchMode):
         """The op's output. On meta, PyTorch's Python meta kernels cost up to a millisecond an op and
         give the same output for the same signature (op, shapes, strides, dtypes, other arguments),
         so a transformer's twelfth identical block reuses the first's outputs' metadata, as
-        FakeTensorMode's dispatch cache does. Views, in-place ops and ops that read values are not cached."""
+        FakeTensorMode's dispatch cache does. Views, ops that read values or change a tensor's shape in
+        place are not cached; an op that writes its first argument's contents returns that argument."""
         cacheable = _cacheable(func)
         key = _signature(func, args, kwargs) if cacheable else None
         if key is not None:
@@ -447,21 +442,12 @@ def _cacheable(func):
             known = False
         elif bool(schema.returns) and all(r.alias_info is None for r in schema.returns) and not schema.is_mutable:
             known = True
-        elif _writes_first(func):
+        elif writes_first_in_place(func):
             known = _SELF
         else:
             known = False
         _CACHEABLE[func] = known
     return known
-
-
-def _writes_first(func) -> bool:
-    schema = func._schema
-    first = schema.arguments[0].alias_info if schema.arguments else None
-    writes = [a for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write]
-    return (first is not None and first.is_write and len(writes) == 1 and len(schema.returns) == 1
-            and schema.returns[0].alias_info is not None and torch.Tag.inplace_view not in func.tags
-            and func._overloadpacket.__name__ not in ("set_", "resize_", "resize_as_", "_resize_output_"))
 
 
 def _signature(func, args, kwargs):

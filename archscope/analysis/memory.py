@@ -310,13 +310,15 @@ def memory(model: Any, batch: Optional[int] = None, optimizer: str = "adam", amp
         inputs = resolve_inputs(input_size, module, loaded.default_input, b)
         args, kw = inputs.make("meta")
         try:
-            try:
-                return inputs, _training_activations(module, args, kw, amp), _inference_peak(module, args, kw)
-            except Exception as error:  # noqa: BLE001 - retried only when it read a value of the input made here
-                if inputs.real or not is_meta_limitation(error):
-                    raise
-            known = inputs.made_values(args, kw)  # as trace does: see known_values.py
-            return inputs, _training_activations(module, args, kw, amp, known), _inference_peak(module, args, kw, known)
+            # As trace does: a model that read a value of the input made here runs once more, following
+            # those values (known_values.py).
+            for known in (None, inputs.made_values(args, kw)):
+                try:
+                    return inputs, _training_activations(module, args, kw, amp, known), \
+                        _inference_peak(module, args, kw, known)
+                except Exception as error:  # noqa: BLE001 - retried only when it read a value
+                    if known is not None or inputs.real or not is_meta_limitation(error):
+                        raise
         except Exception as error:  # noqa: BLE001 - the model's own failure, in one line
             raise UsageError(f"{loaded.label} cannot run a training forward on meta at batch {b}: "
                              f"{first_line(error)}") from error

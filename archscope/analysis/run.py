@@ -160,8 +160,9 @@ def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = F
     except RuntimeError as error:  # e.g. an input too large to allocate
         raise UsageError(f"could not allocate the input on {device}: {first_line(error)}") from error
     try:
+        known = inputs.made_values(args, kwargs) if follow_values else None
         out, rec = forward(module, args, kwargs, device, counter, train=train, rf=rf, flow_depth=flow_depth,
-                           dtype=dtype, shared=shared, scripted=scripted, known=inputs.made_values(args, kwargs) if follow_values else None)
+                           dtype=dtype, shared=shared, scripted=scripted, known=known)
         if rec.known is not None and rec.known.answered:
             read = ("the model read its input's values, which archscope knows on meta for the input it made "
                     "(zeros; masks of ones): its branches followed those (give real inputs with --input-data)")

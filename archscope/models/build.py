@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Type
 import torch
 from torch import nn
 
-from archscope.dispatch import DispatchMode
+from archscope.dispatch import DispatchMode, writes_first_in_place
 from archscope.errors import UsageError, first_line, is_meta_limitation
 from archscope.quiet import library_warnings_silenced
 
@@ -58,25 +58,9 @@ class SkipMetaWrites(DispatchMode):
     shape (``resize_``, ``squeeze_``... carry PyTorch's inplace_view tag)."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if _writes_contents(func) and args and isinstance(args[0], torch.Tensor) and args[0].device.type == "meta":
+        if writes_first_in_place(func) and args and isinstance(args[0], torch.Tensor) and args[0].device.type == "meta":
             return args[0]
         return func(*args, **(kwargs or {}))
-
-
-_CONTENT_WRITES: Dict[Any, bool] = {}
-
-
-def _writes_contents(func) -> bool:
-    known = _CONTENT_WRITES.get(func)
-    if known is None:
-        schema = func._schema
-        first = schema.arguments[0].alias_info if schema.arguments else None
-        known = _CONTENT_WRITES[func] = (
-            first is not None and first.is_write and len(schema.returns) == 1
-            and schema.returns[0].alias_info is not None and torch.Tag.inplace_view not in func.tags
-            and func._overloadpacket.__name__ not in ("set_", "resize_", "resize_as_", "_resize_output_")
-        )
-    return known
 
 
 def build_on(device: str, build: Callable[[str], nn.Module], label: str) -> Tuple[nn.Module, Optional[str]]:
