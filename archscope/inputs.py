@@ -109,7 +109,10 @@ class Inputs:
 
         def move(x):
             if isinstance(x, torch.Tensor):
-                return torch.empty_like(x, device="meta") if device == "meta" else x.to(device)
+                if device == "meta":
+                    return torch.empty_like(x, device="meta")
+                # A copy: a forward writing into its input, or archscope tagging it, leaves the caller's as it was
+                return x.detach().to(device, copy=True).requires_grad_(x.requires_grad)
             return x
 
         return torch.utils._pytree.tree_map(move, (args, kwargs))

@@ -56,9 +56,7 @@ def train_(o):
     given = {f.name: o[f.name] for f in cli_options() if o[f.name] is not None and o[f.name] is not False}
     kwargs = model_kwargs(o)
     if o["resume"]:
-        cfg = resume_config(o["resume"], {**given, "model_kwargs": kwargs or None})
-        if cfg.model != o["model"]:
-            raise UsageError(f"checkpoint {o['resume']} is a run of '{cfg.model}', not '{o['model']}'")
+        cfg = resume_config(o["resume"], {**given, "model": o["model"], "model_kwargs": kwargs or None})
     else:
         cfg = TrainConfig(model=o["model"], model_kwargs=kwargs, **given)
     result = train(cfg, console=err, resume=o["resume"], handle_signals=True)

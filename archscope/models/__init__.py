@@ -16,7 +16,7 @@ from archscope.models.registry import (
                                        register_model,
                                        unregister_model,
 )
-from archscope.models.resolve import SOURCES, load_model, parse_args
+from archscope.models.resolve import SOURCES, check_named_by_file, load_model, parse_args
 
-__all__ = ["Loaded", "ModelEntry", "Recipe", "SOURCES", "get_entry", "get_model", "list_models", "load_model",
+__all__ = ["Loaded", "ModelEntry", "Recipe", "SOURCES", "check_named_by_file", "get_entry", "get_model", "list_models", "load_model",
            "parse_args", "recipe_for", "register_model", "unregister_model"]

@@ -7,6 +7,7 @@ while building) is built again on CPU, with a note saying so.
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple, Type
 
@@ -80,3 +81,53 @@ def build_on(device: str, build: Callable[[str], nn.Module], label: str) -> Tupl
 
 def options_text(kwargs: Dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no options"
+
+
+def stand_in(module: nn.Module) -> nn.Module:
+    """A copy of a user's model that archscope runs and changes instead of the user's own object.
+
+    Everything a forward or an analysis could change is the copy's own: its attributes
+    (``__dict__``: a call counter, a cached tensor, a list it appends to), its buffers (cloned:
+    BatchNorm's running statistics), its hooks' tables (archscope's hooks go on the copy), its
+    training flags and devices. The parameters are the user's own tensors, shared, not copied: a
+    10-billion-parameter model costs nothing more, and no analysis writes to a parameter (meta
+    runs use stand-ins; a training step on a real device runs on a full copy).
+
+    ``copy.deepcopy`` first; a model that refuses it (a parametrized layer, an attribute that
+    cannot be copied: a lock, a file) gets a structural copy: every module object new, with its
+    own ``__dict__``, parameter/buffer/child/hook tables and cloned buffers."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return module  # TorchScript holds its state in C++; it takes no Python hooks either
+    params = {id(p): p for p in module.parameters(recurse=True)}
+    try:
+        return copy.deepcopy(module, dict(params))
+    except Exception:  # noqa: BLE001 - any refusal to be deep-copied: a structural copy instead
+        return _structural_copy(module, {})
+
+
+_TABLES = ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "_forward_hooks",
+           "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+           "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks", "_state_dict_hooks",
+           "_state_dict_pre_hooks", "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks")
+
+
+def _structural_copy(module: nn.Module, memo: Dict[int, nn.Module]) -> nn.Module:
+    if id(module) in memo:  # a module held twice stays one module in the copy
+        return memo[id(module)]
+    new = object.__new__(type(module))
+    memo[id(module)] = new
+    state = dict(module.__dict__)
+    for key in _TABLES:
+        if key in state:
+            state[key] = copy.copy(state[key])
+    state["_buffers"] = {k: (None if b is None else b.clone()) for k, b in state.get("_buffers", {}).items()}
+    state["_modules"] = {k: (None if m is None else _structural_copy(m, memo))
+                         for k, m in state.get("_modules", {}).items()}
+    for key, value in list(state.items()):
+        if isinstance(value, (list, dict, set)) and key not in _TABLES and not key.startswith("__"):
+            try:
+                state[key] = copy.copy(value)  # a history a forward appends to stays the user's
+            except Exception:  # noqa: BLE001
+                pass
+    new.__dict__.update(state)
+    return new

@@ -204,8 +204,10 @@ def _head_class(config, head: Optional[str]) -> Tuple[Any, str]:
             raise UsageError(f"unknown head '{head}': use one of {', '.join(HEADS)}")
         return getattr(transformers, HEADS[head]), f"--arg head={head}"
     architectures = getattr(config, "architectures", None) or []
-    if architectures and hasattr(transformers, architectures[0]):
-        return getattr(transformers, architectures[0]), "the config's architectures[0]"
+    named = getattr(transformers, architectures[0], None) if architectures and isinstance(architectures[0], str) else None
+    # The file names it, so it must be one of transformers' model classes, not any attribute it has.
+    if isinstance(named, type) and issubclass(named, transformers.PreTrainedModel):
+        return named, "the config's architectures[0]"
     return transformers.AutoModel, "the base model: the config names no head; --arg head=causal-lm picks one"
 
 

@@ -11,13 +11,13 @@ import ast
 import difflib
 import os
 from types import ModuleType
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from torch import nn
 
 from archscope.errors import UsageError
 from archscope.models import hf, registry, timm, torchvision
-from archscope.models.build import Loaded, build_on, guarded
+from archscope.models.build import Loaded, build_on, guarded, stand_in
 from archscope.models.user import import_user, load_factory, module_candidates
 
 # Library sources by prefix: each module gives names(pattern), default_input(name),
@@ -42,7 +42,8 @@ def load_model(spec: Any, device: str = "meta", **kwargs) -> Loaded:
             else:
                 break
         note = "; ".join(notes) or None
-        return Loaded(spec, type(spec).__name__, getattr(spec, "input_size", None), None, note, passed_in=True)
+        # archscope runs and changes a stand-in, never the user's object (build.stand_in says what it shares)
+        return Loaded(stand_in(spec), type(spec).__name__, getattr(spec, "input_size", None), None, note, passed_in=True)
     if not isinstance(spec, str):
         raise UsageError(f"MODEL must be a zoo name, file.py:factory, module:attr or an nn.Module, not {type(spec).__name__}")
     prefix, sep, name = spec.partition(":")
@@ -58,6 +59,28 @@ def load_model(spec: Any, device: str = "meta", **kwargs) -> Loaded:
         raise UsageError(f"'{spec}' is a file: add the function or class in it that builds the model, "
                          f"as {spec}:{pick} (candidates: {', '.join(found) or 'none found'})")
     return _load_zoo(spec, device, kwargs)
+
+
+_TYPED = object()  # the model was typed by the user: only the options a file gave are checked
+
+
+def check_named_by_file(where: str, typed: str, spec: Any = _TYPED, kwargs: Optional[Dict[str, Any]] = None) -> None:
+    """A model spec a file names (a checkpoint's saved config, a resumed run) must not choose code to run:
+    it may name only the zoo, ``tv:``, ``timm:`` or ``hf:``, and its options (``kwargs``, from the file)
+    never remote code. A file or module spec (``x.py:f``, ``pkg.mod:attr``) runs only when the user
+    types it; ``typed`` says how to (``{spec}`` is filled in). Nothing is imported to decide."""
+    if (kwargs or {}).get("trust_remote_code"):
+        raise UsageError(f"{where} asks for trust_remote_code=True, which would run code the model's files "
+                         f"carry: archscope takes that only when you type it (--arg trust_remote_code=True)")
+    if spec is _TYPED:
+        return
+    if not isinstance(spec, str) or not spec:
+        raise UsageError(f"{where} names no model archscope can build (it holds a {type(spec).__name__}): "
+                         f"pass the model yourself")
+    prefix, _ = split_source(spec)
+    if prefix is None and spec not in registry.list_models():
+        raise UsageError(f"{where} names the model '{spec}', which is code to import: archscope runs a file or "
+                         f"module only when you type it; if you trust it, run: {typed.format(spec=spec)}")
 
 
 def split_source(spec: str):
@@ -123,4 +146,4 @@ def _load_library(prefix: str, name: str, device: str, kwargs: Dict[str, Any]) -
     return Loaded(module, label, default, build, note)
 
 
-__all__ = ["Loaded", "SOURCES", "load_model", "library_names", "parse_args", "split_source", "zoo_entry"]
+__all__ = ["Loaded", "SOURCES", "check_named_by_file", "load_model", "library_names", "parse_args", "split_source", "zoo_entry"]

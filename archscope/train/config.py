@@ -128,7 +128,8 @@ RESUMABLE = ("device", "data_dir", "compile", "out", "epochs", "download")
 def resume_config(path: str, overrides: Dict[str, Any]) -> TrainConfig:
     """The saved run's config. ``overrides`` holds the options given on the command line (None:
     not given): device, data_dir, compile, out and epochs may change; any other option that
-    differs from the saved one is refused, naming it and its saved value."""
+    differs from the saved one is refused, naming it and its saved value. Without ``model`` (what
+    the user typed), the model the file names must be one that runs no code of the file's choosing."""
     from archscope.train import checkpoint as ckpt
 
     state = ckpt.load(path)
@@ -143,6 +144,12 @@ def resume_config(path: str, overrides: Dict[str, Any]) -> TrainConfig:
             flag = "--arg/--ratio" if key == "model_kwargs" else f"--{key.replace('_', '-')}"
             raise UsageError(f"{flag} {_show(value)} differs from the run in {path} ({key}={_show(saved[key])}): "
                              f"drop it to resume that run, or start a new run with another --out")
+    from archscope.models import check_named_by_file
+
+    # What the file names was not typed: it may not choose code to run (a file or module spec, remote code).
+    typed = {"spec": saved.get("model")} if overrides.get("model") is None else {}
+    check_named_by_file(f"checkpoint {path}", f"archscope train {{spec}} --resume {path}", **typed,
+                        kwargs=None if overrides.get("model_kwargs") else saved.get("model_kwargs"))
     for key in ("device", "data_dir", "compile"):
         if overrides.get(key) is not None:
             saved[key] = overrides[key]

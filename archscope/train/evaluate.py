@@ -9,6 +9,7 @@ import torch
 
 from archscope.analysis.records import Result
 from archscope.errors import UsageError
+from archscope.models import check_named_by_file
 from archscope.train import checkpoint as ckpt
 from archscope.train.config import TrainConfig
 from archscope.train.data import CLASSES, Split, batches, load, prepare
@@ -75,6 +76,10 @@ def evaluate_checkpoint(model: Optional[str], path: str, model_kwargs: Optional[
         raise UsageError("--resize must be >= 1")
     state = ckpt.load(path)
     saved = state["config"]
+    # What the checkpoint names was not typed: it may not choose code to run.
+    typed = {"spec": saved.get("model")} if model is None else {}
+    check_named_by_file(f"checkpoint {path}", f"archscope eval {{spec}} {path}", **typed,
+                        kwargs=None if model_kwargs else saved.get("model_kwargs"))
     model = model or saved["model"]
     if saved["model"] != model:
         raise UsageError(f"checkpoint {path} is a run of '{saved['model']}', not '{model}'")
