@@ -26,6 +26,8 @@ DTYPES = {
     "bfloat16": torch.bfloat16, "float64": torch.float64, "double": torch.float64,
     "int64": torch.int64, "long": torch.int64, "int32": torch.int32, "int": torch.int32,
     "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool,
+    # The short names --dtype takes (time, memory): one set of names everywhere.
+    "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64,
 }
 
 
@@ -94,6 +96,15 @@ class Inputs:
         return self.shapes[0] if self.data is None and len(self.shapes) == 1 else None
 
     @property
+    def batch_size(self) -> Optional[int]:
+        """The leading dimension of the first input (of real data too); None for a scalar input."""
+        if self.data is not None:
+            first = next((t for t in torch.utils._pytree.tree_leaves(self.data)
+                          if isinstance(t, torch.Tensor) and t.dim() > 0), None)
+            return None if first is None else int(first.shape[0])
+        return self.shapes[0][0] if self.shapes and self.shapes[0] else None
+
+    @property
     def real(self) -> bool:
         return self.data is not None
 
@@ -146,11 +157,15 @@ class Inputs:
         targets = [[i] for i in range(len(specs))] if len(specs) > 1 else [list(range(len(shapes)))] * len(specs)
         for spec, indices in zip(specs, targets):
             if isinstance(spec, int):  # a side: an image's height and width, a sequence's length
+                if spec < 1:
+                    raise UsageError(f"bad --size {spec}: it must be a positive integer")
                 for i in indices:
                     keep = len(shapes[i]) - (2 if len(shapes[i]) >= 4 else 1)
                     shapes[i] = tuple(shapes[i][:keep]) + (spec,) * (len(shapes[i]) - keep)
                 continue
             dims, dtype = parse_shape(spec) if isinstance(spec, str) else (tuple(int(d) for d in spec), None)
+            if any(d < 0 for d in dims):
+                raise UsageError(f"bad input shape {dims}: every size must be a positive integer")
             matched = [i for i in indices if len(shapes[i]) == len(dims)]
             if not matched:
                 raise UsageError(f"input {shape_text(dims)} has no match among this model's inputs "
@@ -158,6 +173,8 @@ class Inputs:
             for i in matched:
                 shapes[i], dtypes[i] = dims, dtype or dtypes[i]
         if batch is not None:
+            if batch < 1:
+                raise UsageError(f"bad --batch {batch}: it must be a positive integer")
             shapes = [(batch,) + tuple(s[1:]) for s in shapes]
         return dataclasses.replace(self, shapes=shapes, dtypes=dtypes)
 

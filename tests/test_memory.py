@@ -175,6 +175,40 @@ def test_sharded_states_follow_the_zero_paper(stage):
     assert z.params == psi and z.states_bytes == pytest.approx(expected, abs=3)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_a_half_precision_model_has_its_whole_psi(dtype):
+    """Ψ counts parameters, not fp32 bytes: a bf16 model's per-rank states are a float32 one's."""
+    net = nn.Sequential(nn.Linear(999, 1000, dtype=dtype))
+    z = memory(net, input_size="1x999:" + str(dtype).removeprefix("torch."), shard=8, zero=3).sharding
+    assert z.params == 1_000_000 and z.states_bytes == 16 * 1_000_000 // 8
+
+
+def _deepspeed_zero2_gpu(total_params, num_gpus_per_node=1, num_nodes=1):
+    # DeepSpeed's stage_1_and_2.estimate_zero2_model_states_mem_needs, cpu_offload=False: its GPU figure
+    total_gpus = num_nodes * num_gpus_per_node
+    return int(4 * total_params + int(16 * total_params / total_gpus))
+
+
+def _deepspeed_zero3_gpu(total_params, largest_layer_params, num_gpus_per_node=1, num_nodes=1):
+    # DeepSpeed's stage3.estimate_zero3_model_states_mem_needs, cpu_offload=False: its GPU figure
+    total_gpus = num_nodes * num_gpus_per_node
+    return int(4 * largest_layer_params + int(18 * total_params / total_gpus))
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_deepspeeds_own_estimate_is_given_beside_the_papers(stage):
+    net = nn.Sequential(nn.Linear(999, 1000), nn.ReLU(), nn.Linear(1000, 10))
+    psi = sum(p.numel() for p in net.parameters())
+    r = memory(net, input_size=(1, 999), shard=4, zero=stage)
+    expected = _deepspeed_zero3_gpu(psi, 999 * 1000 + 1000, 4) if stage == 3 else _deepspeed_zero2_gpu(psi, 4)
+    assert r.sharding.deepspeed_bytes == expected
+    from archscope.report import render
+
+    text = " ".join(str(render(r, "markdown")).split())
+    assert f"DeepSpeed's own estimator (estimate_zero{3 if stage == 3 else 2}_model_states_mem_needs" in text
+    assert "the ZeRO paper's convention" in text
+
+
 def test_unsharded_fp32_adam_holds_16_bytes_a_parameter():
 
 

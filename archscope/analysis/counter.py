@@ -291,6 +291,7 @@ class FlopCounter(DispatchMode):
         self.backward_total: Optional[int] = None
         self.forward_by_key: Dict[Hashable, int] = self.by_key  # the forward's table while backward counts
         self.forward_total = 0
+        self._formulas: Dict[Any, Any] = {}  # op overload → formula, for this counter's run
         self.data_dependent = False  # an op read a tensor's values (.item(), nonzero...): the input's values mattered
         self.routed = False  # a grouped matmul ran: tokens went through experts a router chose (mixture of experts)
         self._outputs: Dict[Any, Any] = {}  # meta op signature → its outputs' metadata (see _run)
@@ -350,9 +351,11 @@ class FlopCounter(DispatchMode):
         return FlopCounter(record_ops=self.record_ops)
 
     def _formula(self, func):
-        formula = _FORMULAS.get(func)
+        # Looked up once per op per counter, not per process: a formula added to EXTRA_FORMULAS after a
+        # first trace counts from the next trace on.
+        formula = self._formulas.get(func)
         if formula is None:
-            formula = _FORMULAS[func] = self._formula_for(func)
+            formula = self._formulas[func] = self._formula_for(func)
         return formula
 
     def _flops(self, func, args, kwargs, out) -> int:
@@ -424,7 +427,6 @@ class FlopCounter(DispatchMode):
 # --------------------------------------------------------------------------- the meta output cache
 
 _CACHEABLE: Dict[Any, bool] = {}
-_FORMULAS: Dict[Any, Any] = {}  # op overload → formula (the lookup would otherwise be per op run)
 _ROUTING: set = set()  # grouped-matmul overloads seen (their formula is looked up before they count)
 _PLAIN = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format, torch.layout)
 

@@ -11,6 +11,7 @@ dispatching and launching one kernel, typically 4–10 µs; 6 µs is used.
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import json
@@ -147,16 +148,27 @@ _SCALE = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15, "ki": 2 ** 
 _TIME = {"s": 1, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 
 
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:  # "1.2.3"
+        return False
+
+
 def _number(key: str, text: str) -> float:
     text = text.strip().lower().replace("flop/s", "").replace("flops", "").replace("b/s", "").replace("/s", "")
     if key == "overhead":
         match = re.fullmatch(r"([0-9.]+(?:e[-+]?[0-9]+)?)\s*(s|ms|us|µs|ns)?", text)
-        if match:
+        if match and _is_float(match.group(1)):
             return float(match.group(1)) * _TIME[match.group(2) or "s"]
     else:
         match = re.fullmatch(r"([0-9.]+(?:e[-+]?[0-9]+)?)\s*(ki|mi|gi|ti|k|m|g|t|p)?b?", text)
-        if match:
-            return float(match.group(1)) * _SCALE[match.group(2) or ""]
+        if match and _is_float(match.group(1)):
+            value = float(match.group(1)) * _SCALE[match.group(2) or ""]
+            if value <= 0:  # a time is peak / FLOPs and bandwidth / bytes: zero would divide by it
+                raise UsageError(f"--hw {key}={text} must be above zero")
+            return value
     raise UsageError(f"malformed --hw value {key}={text!r}: e.g. peak=120e12, bandwidth=2TB/s, overhead=5us, "
                      "memory=24GiB")
 
@@ -184,7 +196,7 @@ def parse_hardware(spec: Optional[str], dtypes=("fp32",)) -> Hardware:
         close = difflib.get_close_matches(name, list(TABLE) + ["cpu"], n=1, cutoff=0.5)
         hint = f"did you mean '{close[0]}'? " if close else ""
         raise UsageError(f"unknown --hw '{spec}': {hint}see 'archscope time --hw list', or give peak=…,bandwidth=…")
-    return TABLE[name]
+    return copy.deepcopy(TABLE[name])  # a copy: a caller changing its figures never changes the table
 
 
 # --------------------------------------------------------------------------- this CPU, measured once

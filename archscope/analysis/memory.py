@@ -335,8 +335,11 @@ def memory(model: Any, batch: Optional[int] = None, optimizer: str = "adam", amp
         if checkpointing:
             report.checkpointed = _checkpointed(report.rows, saved)
     if shard is not None or zero is not None:
-        report.sharding = sharding(params_bytes // 4 if params else 0, trainable // 4 if params else 0,
-                                   shard or 1, zero or 0, optimizer)
+        # Ψ is a count of parameters, whatever their dtype (a bf16 model's bytes / 4 would halve it);
+        # DeepSpeed's stage-3 estimate also needs the largest layer's own parameters, gathered whole.
+        largest = max((sum(p.numel() for p in m.parameters(recurse=False)) for m in module.modules()), default=0)
+        report.sharding = sharding(sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad),
+                                   shard or 1, zero or 0, optimizer, largest_layer=largest)
     if fit is not None:
         budget = parse_bytes(fit)
         report.fit_budget = budget
@@ -474,6 +477,11 @@ class Sharding:
     params_bytes: int  # per rank
     grads_bytes: int
     optimizer_bytes: int
+    # What DeepSpeed's own estimators (estimate_zero2/3_model_states_mem_needs, no offload) say a GPU
+    # holds at this stage; None at stage 0. They differ from the paper's 2+2+K: stage 1/2 keeps whole
+    # fp16 parameters and gradients (4Ψ) plus 16Ψ/N of fp32 states, stage 3 gathers the largest layer
+    # in fp32 (4·L) beside 18Ψ/N.
+    deepspeed_bytes: Optional[int] = None
 
     @property
     def states_bytes(self) -> int:
@@ -483,8 +491,18 @@ class Sharding:
         return {**asdict(self), "states_bytes": self.states_bytes}
 
 
-def sharding(params: int, trainable: int, ranks: int, stage: int, optimizer: str) -> Sharding:
-    """Per-rank model states of ``params`` parameters (``trainable`` of them trained)."""
+def deepspeed_estimate(params: int, ranks: int, stage: int, largest_layer: int) -> Optional[int]:
+    """GPU bytes of model states by DeepSpeed's estimators without offload (stage 1 uses stage 2's)."""
+    if stage in (1, 2):
+        return 4 * params + int(16 * params / ranks)
+    if stage == 3:
+        return 4 * largest_layer + int(18 * params / ranks)
+    return None
+
+
+def sharding(params: int, trainable: int, ranks: int, stage: int, optimizer: str, largest_layer: int = 0) -> Sharding:
+    """Per-rank model states of ``params`` parameters (``trainable`` of them trained), by the ZeRO
+    paper's convention (2 + 2 + K bytes a parameter), and DeepSpeed's own estimate beside it."""
     k = MIXED_PRECISION_K[optimizer]
     p_bytes, g_bytes, o_bytes = 2 * params, 2 * trainable, k * trainable
     if stage >= 1:
@@ -493,4 +511,5 @@ def sharding(params: int, trainable: int, ranks: int, stage: int, optimizer: str
         g_bytes = math.ceil(g_bytes / ranks)
     if stage >= 3:
         p_bytes = math.ceil(p_bytes / ranks)
-    return Sharding(ranks, stage, optimizer, params, k, p_bytes, g_bytes, o_bytes)
+    return Sharding(ranks, stage, optimizer, params, k, p_bytes, g_bytes, o_bytes,
+                    deepspeed_estimate(params, ranks, stage, largest_layer))

@@ -32,6 +32,7 @@ from archscope.analysis.memory import OPTIMIZER_STATES
 from archscope.analysis.records import LayerRow, Result
 from archscope.analysis.rows import OUTSIDE, build_rows, per_row
 from archscope.errors import UsageError
+from archscope.inputs import DTYPES as INPUT_DTYPES
 
 TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000  # Fashion-MNIST
 OPTIMIZER_ROW = "(optimizer step)"
@@ -238,8 +239,11 @@ def time_model(model: Any, batch: Optional[int] = None, dtype: str = "fp32", tra
     >>> r.total().bytes > 0 and r.rows[0].bound in ("compute", "memory", "overhead")
     True
     """
+    by_torch = {v: k for k, v in DTYPES.items()}
+    long_name = INPUT_DTYPES.get(str(dtype).strip().lower())  # bfloat16, half...: the same names an --input takes
+    dtype = by_torch.get(long_name, dtype)
     if dtype not in DTYPES:
-        raise UsageError(f"unknown --dtype '{dtype}': use {', '.join(DTYPES)}")
+        raise UsageError(f"unknown --dtype '{dtype}': use {', '.join(DTYPES)} (or bfloat16, float16, float32)")
     if optimizer not in OPTIMIZER_STATES:
         raise UsageError(f"unknown --optimizer '{optimizer}': use one of {', '.join(OPTIMIZER_STATES)}")
     if batch is not None and batch < 1:
@@ -273,7 +277,7 @@ def time_model(model: Any, batch: Optional[int] = None, dtype: str = "fp32", tra
         c = opt_costs.get(_OPTIMIZER_KEY, [0, 0, 0, 0.0, 0.0, 0.0, 0.0])
         rows.append(TimeRow(OPTIMIZER_ROW, optimizer, 0, None, int(c[0]), int(c[1]), int(c[2]), *c[3:],
                             kind="other", measured_s=None if seconds is None else seconds.get("optimizer", 0.0)))
-    batch_size = inputs.shapes[0][0] if inputs.shapes and inputs.shapes[0] else (batch or 1)
+    batch_size = inputs.batch_size or batch or 1  # real data (--input-data) says its own batch
     note = "; ".join(n for n in (loaded.note, run.note) if n) or None
     return TimeReport(loaded.label, inputs.describe(), batch_size, dtype, train, hardware, rows, depth,
                       optimizer if train else None, measured_on, whole, per_call, reps, note, dict(model_kwargs))

@@ -62,7 +62,14 @@ def _extra_lines(r: MemoryReport) -> List[str]:
                      f"mixed precision, {z.optimizer} (K = {z.k}): params {human_bytes(z.params_bytes)} + grads "
                      f"{human_bytes(z.grads_bytes)} + optimizer {human_bytes(z.optimizer_bytes)} = "
                      f"{human_bytes(z.states_bytes)} of model states, plus the activations of its batch of {r.batch} "
-                     f"({human_bytes(r.activations_bytes)}): {human_bytes(z.states_bytes + r.activations_bytes)}")
+                     f"({human_bytes(r.activations_bytes)}): {human_bytes(z.states_bytes + r.activations_bytes)}; "
+                     "the ZeRO paper's convention: bf16/fp16 params and grads (2 + 2 bytes), fp32 master weights "
+                     f"and optimizer states (K), activations as measured ({'under autocast' if r.amp else 'fp32'})")
+        if z.deepspeed_bytes is not None:
+            lines.append(f"DeepSpeed's own estimator (estimate_zero{3 if z.stage == 3 else 2}_model_states_mem_needs, "
+                         f"no offload) puts model states at {human_bytes(z.deepspeed_bytes)} per GPU: "
+                         + ("whole fp16 params and grads (4Ψ) + 16Ψ/N of fp32 states" if z.stage < 3 else
+                            "the largest layer gathered in fp32 (4 bytes each) + 18Ψ/N"))
     return lines
 
 

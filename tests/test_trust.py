@@ -1,0 +1,57 @@
+"""Numbers that used to be silently wrong, and refusals that used to be internal errors; each
+against a value archscope did not produce (a hand formula, PyTorch's FlopCounterMode, the data)."""
+import pytest
+import torch
+from torch import nn
+
+import archscope
+from archscope.errors import UsageError
+
+from conftest import one_line
+
+
+def test_time_takes_the_batch_real_data_holds():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    r = archscope.time(net, input_data=torch.rand(64, 1, 28, 28), hw="h100")
+    assert r.batch == 64 and r.steps_per_epoch == -(-10_000 // 64)  # a forward: the 10,000 test images
+
+
+def test_parse_hardware_hands_out_a_copy():
+    first = archscope.hardware("h100")
+    first.bandwidth = 1.0
+    first.peak["fp32"] = 1.0
+    again = archscope.hardware("h100")
+    assert again.bandwidth > 1e12 and again.peak["fp32"] > 1e12
+
+
+def test_a_formula_added_after_a_first_trace_counts(monkeypatch):
+    """EXTRA_FORMULAS is read per counter, not memoised for the process."""
+    from archscope.analysis import counter
+
+    net = nn.Sequential(nn.Linear(8, 8), nn.GELU())
+    before = archscope.trace(net, (1, 8)).totals.flops
+    assert before == 2 * 8 * 8  # the Linear; GELU is element-wise: no FLOPs by the convention
+    monkeypatch.setitem(counter.EXTRA_FORMULAS, torch.ops.aten.gelu, lambda x, *a, **k: 7 * x.numel())
+    assert archscope.trace(net, (1, 8)).totals.flops == before + 7 * 8
+
+
+@pytest.mark.parametrize("spec", ["peak=0,bandwidth=1e12", "peak=1e12,bandwidth=0", "peak=-1,bandwidth=1e12",
+                                  "peak=1.2.3,bandwidth=1e12", "peak=1e12,bandwidth=1e12,memory=0"])
+def test_hardware_figures_must_be_positive_numbers(spec, cli):
+    r = cli("time", "lenet", "--hw", spec)
+    assert r.exit_code == 2 and "internal error" not in one_line(r.stderr)
+
+
+def test_one_set_of_dtype_names():
+    t = archscope.trace(nn.Sequential(nn.Linear(1000, 4, dtype=torch.bfloat16)), "4x1000:bf16")
+    assert t.input_dtypes == ["bfloat16"] and t.totals.flops == 2 * 4 * 1000 * 4
+    assert archscope.time("lenet", dtype="bfloat16", hw="h100").dtype == "bf16"
+
+
+@pytest.mark.parametrize("batch", [0, -3])
+def test_a_batch_below_one_is_refused(batch):
+    from archscope.inputs import Inputs
+
+    named = Inputs(shapes=[(1, 128)], dtypes=[torch.int64], names=["input_ids"])
+    with pytest.raises(UsageError, match="positive"):
+        named.resized(["1x64"], batch)
