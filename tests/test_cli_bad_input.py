@@ -88,3 +88,31 @@ def test_input_data_file(tmp_path):
     r = run_cli("shapes", "lenet", "--input-data", str(tmp_path / "junk.pt"))
     assert r.returncode == 2 and "weights_only=False" not in r.stderr
     one_line(r.stderr)
+
+
+def test_bad_configs_and_outputs_are_one_line_exit_2_before_any_work(tmp_path, cli):
+    """Each of these was an internal error (exit 1) or failed only after the model was traced."""
+    pytest.importorskip("transformers")
+    import json
+
+    import transformers
+
+    (tmp_path / "list.json").write_text("[1, 2]")
+    config = transformers.GPT2Config(n_layer=1).to_dict()
+    config["n_embd"] = "big"
+    (tmp_path / "typed.json").write_text(json.dumps(config))
+    (tmp_path / "weights.pt").write_bytes(b"not python")
+    cases = [
+        (["flops", f"hf:{tmp_path / 'list.json'}"], "JSON list"),
+        (["flops", f"hf:{tmp_path / 'typed.json'}"], "n_embd"),
+        (["flops", "hf:llama", "--arg", "num_attention_heads=0", "--arg", "num_hidden_layers=1"],
+         "num_attention_heads=0"),
+        (["graph", "lenet", "-o", tmp_path / "missing" / "x.svg"], "does not exist"),
+        (["report", "lenet", "-o", tmp_path / "missing" / "x.html"], "does not exist"),
+        (["flops", f"{tmp_path / 'weights.pt'}:build"], "not a Python file"),
+        (["time", "lenet", "--hw", "peak=0,bandwidth=1e12"], "above zero"),
+    ]
+    for args, words in cases:
+        r = cli(*args)
+        assert r.exit_code == 2 and words in one_line(r.stderr), (args, r.stderr)
+    assert not (tmp_path / "missing").exists()

@@ -2,6 +2,7 @@
 Each parses, calls the library, renders."""
 from __future__ import annotations
 
+import os
 from typing import Annotated, List, Optional
 
 import typer
@@ -277,11 +278,25 @@ DRAWING = [
 ]
 
 
+def check_writable(path: str) -> None:
+    """Before any work: the file's folder must exist and the path must not be a folder (exit 2 at once,
+    not exit 1 after the model is traced)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"-o {path} is a folder: give a file name in it, e.g. {os.path.join(path, 'model.svg')}")
+    if not os.path.isdir(folder):
+        raise UsageError(f"cannot write {path}: the folder {folder} does not exist (create it, or choose another -o)")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"cannot write {path}: the folder {folder} is not writable (choose another -o)")
+
+
 @command(app, "graph", MODEL, INPUT, INPUT_DATA, BATCH, DEPTH, BUILD, DEVICE, DRAWING, run=run)
 def graph_(o):
     """The architecture as a diagram: module calls at --depth, the tensors between them with their shapes."""
     from archscope.report.diagram import diagram
 
+    if o["output"] is not None:
+        check_writable(o["output"])
     picture = diagram(o["model"], color=o["color"], direction=o["direction"], depth=o["depth"], device=o["device"],
                       batch=o["batch"], model_kwargs=model_kwargs(o), collapse=o["collapse"], **input_options(o))
     if o["output"] is None:
@@ -305,6 +320,7 @@ def report_(o):
     from archscope.report.page import page, page_name
 
     path = o["output"] or page_name(o["model"])
+    check_writable(path)
     written = page(o["model"], path, depth=o["depth"], color=o["color"], direction=o["direction"], device=o["device"],
                    batch=o["batch"], model_kwargs=model_kwargs(o), **input_options(o))
     err.print(f"wrote {written}", highlight=False, markup=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
+import json
 import os
 import socket
 from typing import Any, Dict, List, Optional, Tuple
@@ -95,7 +96,9 @@ def load(name: str, device: str, kwargs: Dict[str, Any]) -> Loaded:
             return cls.from_config(config, trust_remote_code=trust)
         return cls._from_config(config)
 
-    build = guarded(label, kwargs, make, catch=(TypeError, ValueError, RuntimeError, KeyError, AttributeError))
+    # ArithmeticError: a config value the modeling code divides by (num_attention_heads=0).
+    build = guarded(label, kwargs, make, catch=(TypeError, ValueError, RuntimeError, KeyError, AttributeError,
+                                                ArithmeticError))
     module, note = build_on(device, build, label)
     inputs = default_inputs(module, config)
     built = f"built {type(module).__name__} ({why}) from {_origin(name)}, without weights"
@@ -137,7 +140,7 @@ def _from_pretrained(transformers, path: str, trust: bool, name: str, overrides:
                 raise UsageError(f"no config.json in {name} (hf:FOLDER takes a folder with a config.json)")
         if os.path.isfile(path):
             # A config.json: read it as data, then build the config class its model_type names.
-            data = transformers.PretrainedConfig.get_config_dict(path)[0]
+            data = _json_object(path, name)
             model_type = data.get("model_type")
             if "auto_map" in data and (model_type not in _model_types() or trust):
                 if not trust:
@@ -147,7 +150,7 @@ def _from_pretrained(transformers, path: str, trust: bool, name: str, overrides:
             if model_type not in _model_types():
                 raise UsageError(f"{name}: unknown model_type {model_type!r} in the config (transformers "
                                  f"{transformers.__version__} knows {len(_model_types())} types: archscope list 'hf:*')")
-            _check_fields(transformers.AutoConfig.for_model(**data), overrides, name)
+            _check_fields(_guarded_config(lambda: transformers.AutoConfig.for_model(**data), name, {}), overrides, name)
             return _guarded_config(lambda: transformers.AutoConfig.for_model(**{**data, **overrides}), name, overrides)
         return transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust, **overrides)
     except UsageError:
@@ -159,12 +162,25 @@ def _from_pretrained(transformers, path: str, trust: bool, name: str, overrides:
         raise UsageError(f"cannot read the config of hf:{name}: {first_line(error)}") from None
 
 
+def _json_object(path: str, name: str) -> Dict[str, Any]:
+    """A config.json read as data: it must hold one JSON object."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read {path} (hf:{name}): {first_line(error)}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} holds a JSON {type(data).__name__}, not a config: a config.json is one object "
+                         '({"model_type": ..., "hidden_size": ...})')
+    return data
+
+
 def _guarded_config(make, name: str, overrides: Dict[str, Any]):
     try:
         return make()
-    except (TypeError, ValueError) as error:  # a config's own checks (heads must divide the width...)
-        raise UsageError(f"cannot configure hf:{name} with {', '.join(f'{k}={v!r}' for k, v in overrides.items())}: "
-                         f"{first_line(error)}") from None
+    except Exception as error:  # noqa: BLE001 - a config's own checks (types, heads dividing the width): the user's values
+        given = f" with {', '.join(f'{k}={v!r}' for k, v in overrides.items())}" if overrides else ""
+        raise UsageError(f"cannot configure hf:{name}{given}: {' '.join(str(error).split())[:300]}") from None
 
 
 def _hub_config(repo: str) -> str:

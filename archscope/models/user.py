@@ -97,6 +97,9 @@ def import_user(target: str):
         path = os.path.abspath(target)
         if not os.path.isfile(path):
             raise UsageError(f"file not found: {target}")
+        if not path.endswith(".py"):
+            raise UsageError(f"{target} is not a Python file: FILE:NAME takes a .py file that builds the model "
+                             "(a checkpoint or weights file is not a model archscope can run)")
         name = "archscope_user_" + os.path.splitext(os.path.basename(path))[0]
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
