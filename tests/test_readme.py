@@ -26,8 +26,13 @@ UPDATE = os.environ.get("ARCHSCOPE_UPDATE_GOLDEN") == "1"
 COMMAND = re.compile(r"^`(archscope [^`]+)`")
 
 
+def _code(intro):
+    """The exit code a block's sentence promises: 1 where it says "(exit code 1)", else 0."""
+    return 1 if any("exit code 1" in line for line in intro) else 0
+
+
 def examples(lines):
-    """(command, first line, last line + 1, kind) of every block that shows a command's output.
+    """(command, first line, last line + 1, kind, exit code) of every block that shows a command's output.
     kind: "text" (a ``` block after the command's line, or one starting with ``$ command``),
     "markdown" (a table after a line naming a ``-f markdown`` command)."""
     found = []
@@ -36,7 +41,7 @@ def examples(lines):
         line = lines[i]
         if line == "```" and i + 1 < len(lines) and lines[i + 1].startswith("$ archscope "):
             end = lines.index("```", i + 1)
-            found.append((lines[i + 1][2:], i + 2, end, "text"))
+            found.append((lines[i + 1][2:], i + 2, end, "text", _code(lines[max(i - 3, 0):i])))
             i = end + 1
             continue
         match = COMMAND.match(line) or re.search(r"\(`(archscope [^`]+-f markdown)`\)", line)
@@ -48,7 +53,7 @@ def examples(lines):
                 j += 1
             if j < len(lines) and lines[j] == "```" and "-f markdown" not in match.group(1):
                 end = lines.index("```", j + 1)
-                found.append((match.group(1), j + 1, end, "text"))
+                found.append((match.group(1), j + 1, end, "text", _code(lines[i:j])))
                 i = end + 1
                 continue
             if j < len(lines) and lines[j].startswith("|") and "-f markdown" in match.group(1):
@@ -57,7 +62,7 @@ def examples(lines):
                                             and end + 1 < len(lines) and lines[end + 1].startswith(("_", "- "))
                                             or lines[end].startswith(("_", "- "))):
                     end += 1
-                found.append((match.group(1), j, end, "markdown"))
+                found.append((match.group(1), j, end, "markdown", _code(lines[i:j])))
                 i = end
                 continue
         i += 1
@@ -88,12 +93,12 @@ def test_the_readme_has_its_examples():
 rewritten = []
 
 
-@pytest.mark.parametrize("command, start, end, kind", EXAMPLES, ids=[c for c, *_ in EXAMPLES])
-def test_readme_example(command, start, end, kind):
+@pytest.mark.parametrize("command, start, end, kind, expected_code", EXAMPLES, ids=[c for c, *_ in EXAMPLES])
+def test_readme_example(command, start, end, kind, expected_code):
     if command.startswith("archscope train"):
         pytest.skip("training is compared by test_readme_training: its numbers depend on the machine")
     code, output = run(command)
-    assert code in (0, 1), (command, code)
+    assert code == expected_code, (command, code)
     expected = LINES[start:end]
     if kind == "markdown":
         while expected and not expected[-1]:
