@@ -68,29 +68,27 @@ def test_training_step_has_backward_and_optimizer_rows():
     assert step.bytes == 3 * 4 * (64 * 32 + 32)
 
 
-def _rows_and_whole(*args, **kwargs):
-    """Timings on a shared 2-core machine are noisy: a second try, if the first is off."""
-    for _ in range(2):
-        r = time_model(*args, **kwargs)
-        if abs(r.total().measured_s / r.whole_measured_s - 1) <= 0.15:
-            break
-    return r
+# How close the measured rows come to the whole step is a figure of the machine's load, not of
+# archscope: benchmarks/bench_measure.py prints it, measured alone. The tests check what holds under any load.
+
+def test_measured_rows_partition_the_hooked_step_and_say_how_steady_it_was():
+    r = time_model("vgg", ratio=8, batch=4, hw="cpu", measure=True, repeats=3)
+    assert all(x.measured_s is not None and x.measured_s >= 0 for x in r.rows)
+    fastest, slowest = r.whole_spread_s
+    assert 0 < fastest <= r.whole_measured_s <= slowest and r.repeats >= 3  # quartiles from 4 runs on, else min and max
+    assert (r.unsteady is None) == (slowest / fastest <= r.UNSTEADY
+                                    and abs(r.total().measured_s / r.whole_measured_s - 1) <= r.DISAGREE)
 
 
-def test_measured_rows_add_up_to_a_whole_forward_timed_without_hooks():
-    r = _rows_and_whole("vgg", ratio=8, batch=4, hw="cpu", measure=True, repeats=7)
-    total = r.total()
-    assert total.measured_s == pytest.approx(r.whole_measured_s, rel=0.15)
-    assert all(x.measured_s is not None for x in r.rows)
-    costliest = max(r.rows, key=lambda x: x.measured_s)
-    assert costliest.name.startswith("vgg_block")
+def test_an_unsteady_measurement_is_said_and_a_share_above_100_is_marked():
+    from archscope.report import render
 
-
-def test_measured_training_step_rows_add_up_too():
-    model = nn.Sequential(nn.Conv2d(1, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 30 * 30, 10))
-    torch.manual_seed(0)
-    r = _rows_and_whole(model, input_size=(16, 1, 32, 32), hw="cpu", measure=True, train=True, repeats=7)
-    assert r.total().measured_s == pytest.approx(r.whole_measured_s, rel=0.15)
+    r = time_model(nn.Sequential(nn.Linear(64, 32)), input_size=(16, 64), hw="cpu", measure=True, repeats=2)
+    r.whole_spread_s = [r.whole_measured_s / 2, r.whole_measured_s * 3]  # as a busy machine gives
+    r.rows[0].measured_s = r.rows[0].predicted_s / 10  # faster than its roofline: only noise does that
+    text = " ".join(render(r, "markdown").split())
+    assert "warning: unsteady measurement (the whole step's quartiles are 6.0× apart" in text
+    assert "a roofline share above 100%" in text and "%*" in text
 
 
 def test_a_user_model_is_left_as_it_was():

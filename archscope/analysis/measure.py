@@ -14,7 +14,7 @@ a whole forward timed without any hooks.
 from __future__ import annotations
 
 import time
-from statistics import median
+from statistics import median, quantiles
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
@@ -118,8 +118,9 @@ def _plain_step(module: nn.Module, args, kwargs, train: bool, optimizer) -> None
 
 def measure(module: nn.Module, args, kwargs, device: str, train: bool, optimizer: Optional[torch.optim.Optimizer],
             warmup: int = 2, repeats: int = 5, budget_s: float = 2.0):
-    """Median seconds per call path (``None``: outside any module; ``"optimizer"``: its step), and
-    the median of the same step timed whole without hooks. Hooked and plain runs alternate, so
+    """Median seconds per call path (``None``: outside any module; ``"optimizer"``: its step), the
+    median of the same step timed whole without hooks, and the quartiles of that step's time
+    (their spread says how steady the machine was). Hooked and plain runs alternate, so
     both see the same machine; at least ``repeats`` of each, more while within ``budget_s``."""
     per_call = hook_cost(device)
     for _ in range(warmup):
@@ -145,4 +146,6 @@ def measure(module: nn.Module, args, kwargs, device: str, train: bool, optimizer
         for key in (path, caller):
             if key in per_path:
                 per_path[key] = max(0.0, per_path[key] - n * per_call / 2)
-    return per_path, median(whole), per_call, len(whole)
+    # The spread is the middle half of the whole-step times (one slow first run is not unsteadiness).
+    spread = tuple(quantiles(whole, n=4)[::2]) if len(whole) >= 4 else (min(whole), max(whole))
+    return per_path, median(whole), per_call, len(whole), spread

@@ -109,6 +109,24 @@ class TimeReport(Result):
     repeats: Optional[int] = None
     note: Optional[str] = None
     options: Dict[str, Any] = field(default_factory=dict)
+    whole_spread_s: Optional[List[float]] = None  # the quartiles of the whole step's time (min, max below 4 runs)
+
+    UNSTEADY = 1.5  # upper / lower quartile of the whole step above this: the machine was busy while it measured
+    DISAGREE = 0.25  # the rows' sum this far from the whole step: the per-row seconds are not to be trusted
+
+    @property
+    def unsteady(self) -> Optional[str]:
+        """Why the measured figures should not be trusted, or None when the runs agreed."""
+        if self.whole_measured_s is None:
+            return None
+        why = []
+        if self.whole_spread_s and self.whole_spread_s[0] > 0 and \
+                self.whole_spread_s[1] / self.whole_spread_s[0] > self.UNSTEADY:
+            why.append(f"the whole step's quartiles are {self.whole_spread_s[1] / self.whole_spread_s[0]:.1f}× apart")
+        rows = self.total().measured_s or 0.0
+        if self.whole_measured_s > 0 and abs(rows / self.whole_measured_s - 1) > self.DISAGREE:
+            why.append(f"the rows sum to {rows / self.whole_measured_s:.0%} of the whole step")
+        return "; ".join(why) or None
 
     def total(self) -> TimeRow:
         total = TimeRow("total", "", 0, None, sum(r.flops for r in self.rows), sum(r.bytes for r in self.rows),
@@ -264,10 +282,10 @@ def time_model(model: Any, batch: Optional[int] = None, dtype: str = "fp32", tra
 
     model_ops = [op for op in counter.ops if op.key is not _OPTIMIZER_KEY]
     costs = _row_costs(model_ops, hardware, dtype, train)
-    seconds = measured_on = whole = per_call = reps = None
+    seconds = measured_on = whole = per_call = reps = spread = None
     if measure:
-        seconds, whole, per_call, reps, measured_on = _measure(loaded, inputs, torch_dtype, train, optimizer,
-                                                                repeats)
+        seconds, whole, per_call, reps, measured_on, spread = _measure(loaded, inputs, torch_dtype, train,
+                                                                        optimizer, repeats)
     also = [{k: v[2] for k, v in costs.items()}] + ([seconds] if seconds else [])
     layer_rows = build_rows(run.module, run.recorder, counter.by_key, depth, root_label=type(run.module).__name__,
                             also=also)
@@ -280,7 +298,8 @@ def time_model(model: Any, batch: Optional[int] = None, dtype: str = "fp32", tra
     batch_size = inputs.batch_size or batch or 1  # real data (--input-data) says its own batch
     note = "; ".join(n for n in (loaded.note, run.note) if n) or None
     return TimeReport(loaded.label, inputs.describe(), batch_size, dtype, train, hardware, rows, depth,
-                      optimizer if train else None, measured_on, whole, per_call, reps, note, dict(model_kwargs))
+                      optimizer if train else None, measured_on, whole, per_call, reps, note, dict(model_kwargs),
+                      None if spread is None else list(spread))
 
 
 def _time_rows(layer_rows: List[LayerRow], costs: Dict[Any, List[float]], seconds: Optional[Dict]) -> List[TimeRow]:
@@ -317,7 +336,7 @@ def _measure(loaded, inputs, dtype: torch.dtype, train: bool, optimizer: str, re
     if train:
         params = [p for p in module.parameters() if p.requires_grad]
         opt = _optimizer(optimizer, params, foreach=device != "cpu") if params else None
-    per_path, whole, per_call, reps = measure(module, args, kwargs, device, train, opt, repeats=repeats)
+    per_path, whole, per_call, reps, spread = measure(module, args, kwargs, device, train, opt, repeats=repeats)
     name = f"cuda ({torch.cuda.get_device_name()})" if device == "cuda" else "cpu"
-    return per_path, whole, per_call, reps, name
+    return per_path, whole, per_call, reps, name, spread
 

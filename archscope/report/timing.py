@@ -43,8 +43,9 @@ def _cells(r: TimeRow, whole: float, measured: bool) -> List[str]:
     if measured:
         achieved = r.achieved_flops
         share = r.roofline_share
+        # Above 100%: measured faster than the roofline allows, i.e. a noisy measurement (marked, see the note).
         cells += [seconds_text(r.measured_s), human(achieved, "FLOP/s") if achieved else DASH,
-                  f"{100 * share:.0f}%" if share is not None else DASH]
+                  (f"{100 * share:.0f}%" + ("*" if share > 1 else "")) if share is not None else DASH]
     return cells
 
 
@@ -64,7 +65,15 @@ def _lines(r: TimeReport) -> List[str]:
         lines.append(f"measured on {r.measured_on}: {seconds_text(r.whole_measured_s)} a step timed whole "
                      f"(median of {r.repeats}), ≈ {seconds_text(r.measured_epoch_s)} an epoch; predicted/measured "
                      f"{total.predicted_s / r.whole_measured_s:.2f}; rows sum to {seconds_text(total.measured_s)} "
-                     f"(hooks' {seconds_text(r.hook_cost_s)} per call taken off)")
+                     f"(hooks' {seconds_text(r.hook_cost_s)} per call taken off)"
+                     + (f"; middle half of the runs {seconds_text(r.whole_spread_s[0])}–{seconds_text(r.whole_spread_s[1])}"
+                        if r.whole_spread_s else ""))
+        if any((x.roofline_share or 0) > 1 for x in r.rows):
+            lines.append("* a roofline share above 100%: the row measured faster than its roofline prediction, "
+                         "which only a noisy measurement (or figures of this --hw set too low) can do")
+        if r.unsteady:
+            lines.append(f"warning: unsteady measurement ({r.unsteady}): the machine was busy; measure again "
+                         "when it is idle")
     return lines
 
 
