@@ -42,4 +42,9 @@ def __getattr__(name):
     raise AttributeError(f"module 'archscope' has no attribute {name!r}")
 
 
+def __dir__():
+    """The API for tab completion: the lazy names are not attributes until first asked for."""
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = list(_LAZY)

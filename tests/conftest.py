@@ -2,11 +2,17 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 from typer.testing import CliRunner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The whole suite (and every CLI it starts, which inherits the environment) writes its CPU
+# calibration into a folder of its own, never the user's ~/.cache/archscope.
+if "ARCHSCOPE_CACHE" not in os.environ or not os.environ["ARCHSCOPE_CACHE"].startswith(tempfile.gettempdir()):
+    os.environ["ARCHSCOPE_CACHE"] = tempfile.mkdtemp(prefix="archscope-test-cache-")
 SAMPLES = os.path.join(ROOT, "samples")
 
 

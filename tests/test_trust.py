@@ -55,3 +55,33 @@ def test_a_batch_below_one_is_refused(batch):
     named = Inputs(shapes=[(1, 128)], dtypes=[torch.int64], names=["input_ids"])
     with pytest.raises(UsageError, match="positive"):
         named.resized(["1x64"], batch)
+
+
+def test_the_cpu_calibration_keeps_the_best_run_refuses_a_busy_one_and_says_when(tmp_path, monkeypatch):
+    """The cache is the suite's own (conftest points ARCHSCOPE_CACHE at a temporary folder)."""
+    import json
+    import os
+
+    from archscope.analysis import hardware
+    from archscope.errors import ArchscopeError
+
+    assert os.environ["ARCHSCOPE_CACHE"].startswith(__import__("tempfile").gettempdir())
+    monkeypatch.setenv("ARCHSCOPE_CACHE", str(tmp_path))
+    stamps = iter([0, 5, 5, 6, 6, 9])  # runs of 5, 1 and 3 seconds
+    monkeypatch.setattr(hardware.time, "perf_counter", lambda: next(stamps))
+    assert hardware._best_seconds(lambda: None, 3) == 1
+    monkeypatch.undo()
+
+    monkeypatch.setenv("ARCHSCOPE_CACHE", str(tmp_path))
+    monkeypatch.setattr(hardware, "_measure_peak", lambda dtype: 1.4e9)  # a busy machine's figure
+    with pytest.raises(ArchscopeError, match="implausible"):
+        hardware.calibrate_cpu(recalibrate=True)
+    assert not list(tmp_path.iterdir())  # nothing cached, no temporary file left
+    monkeypatch.undo()
+
+    monkeypatch.setenv("ARCHSCOPE_CACHE", str(tmp_path))
+    hw = hardware.calibrate_cpu(recalibrate=True)
+    saved = json.loads(hardware._cache_file().read_text())
+    assert saved["taken_at"] and "load" in saved and saved["peak"]["fp32"] >= hardware.PLAUSIBLE["peak"]
+    assert f"on {saved['taken_at']}" in hw.source and "--recalibrate" in hw.source
+    assert [p.name for p in tmp_path.iterdir()] == [hardware._cache_file().name]

@@ -196,6 +196,7 @@ TIME_OPTIONS = [
         "--hw", help="Hardware: a name (h200, h100, a100, l4, t4, rtx4090...; 'list' shows them), cpu (this machine, "
                      "calibrated once), or peak=FLOP/s,bandwidth=B/s[,overhead=s].")], "cpu"),
     flag("--measure", "Also run it for real (CUDA if there is one, else CPU) and time every row."),
+    flag("--recalibrate", "With --hw cpu: measure this CPU again now, replacing the cached calibration."),
     Opt("optimizer", Annotated[str, typer.Option(help="With --train: adam | adamw | sgd | sgd-momentum.")], "adam"),
 ]
 
@@ -214,6 +215,12 @@ def time_(o):
         return emit(render(HardwareTable(hardware_list()), o["fmt"]))
     if o["model"] is None:
         raise UsageError("give a MODEL to time (or --hw list for the hardware table)")
+    if o["recalibrate"]:
+        if o["hw"] != "cpu":
+            raise UsageError("--recalibrate measures this CPU: it goes with --hw cpu")
+        from archscope.analysis.hardware import calibrate_cpu
+
+        calibrate_cpu((o["dtype"],), recalibrate=True)
     options = dict(dtype=o["dtype"], train=o["train"], hw=o["hw"], measure=o["measure"], depth=o["depth"],
                    optimizer=o["optimizer"], model_kwargs=model_kwargs(o))
     batches, sizes, input_size = _sweep_points(o)
