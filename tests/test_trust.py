@@ -85,3 +85,32 @@ def test_the_cpu_calibration_keeps_the_best_run_refuses_a_busy_one_and_says_when
     assert saved["taken_at"] and "load" in saved and saved["peak"]["fp32"] >= hardware.PLAUSIBLE["peak"]
     assert f"on {saved['taken_at']}" in hw.source and "--recalibrate" in hw.source
     assert [p.name for p in tmp_path.iterdir()] == [hardware._cache_file().name]
+
+
+def test_a_module_called_several_times_shows_every_calls_shape_as_forward_hooks_see_them(cli):
+    """torchvision's Bottleneck calls one ReLU three times: twice at 64 channels, once at 256."""
+    import csv
+    import io
+    import json
+
+    torchvision = pytest.importorskip("torchvision")
+    model = torchvision.models.resnet50()
+    seen = {}
+    hooks = [m.register_forward_hook(lambda m, a, out, name=name: seen.setdefault(name, []).append(list(out.shape)))
+             for name, m in model.named_modules() if name.startswith("layer1.0.")]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, 224, 224))
+    for h in hooks:
+        h.remove()
+    assert seen["layer1.0.relu"] == [[1, 64, 56, 56], [1, 64, 56, 56], [1, 256, 56, 56]]
+    rows = {r.name: r for r in archscope.trace("tv:resnet50", depth=3).rows}
+    for name, shapes in seen.items():
+        if name.count(".") == 2:
+            row = rows[name]
+            assert (row.call_shapes or [row.output_shape] * row.calls) == shapes, name
+    text = "1×64×56×56 ×2, 1×256×56×56 (3 calls)"
+    assert text in cli("shapes", "tv:resnet50", "--depth", "3").stdout
+    data = json.loads(cli("shapes", "tv:resnet50", "--depth", "3", "-f", "json").stdout)
+    assert next(r for r in data["layers"] if r["name"] == "layer1.0.relu")["call_shapes"] == seen["layer1.0.relu"]
+    table = csv.DictReader(io.StringIO(cli("summary", "tv:resnet50", "--depth", "3", "-f", "csv").stdout))
+    assert next(r for r in table if r["name"] == "layer1.0.relu")["output_shape"] == text

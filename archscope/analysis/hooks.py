@@ -36,7 +36,8 @@ class Recorder:
         self.calls: Dict[str, int] = {}
         self.inputs: Dict[str, Any] = {}
         self.modules: Dict[str, nn.Module] = {}  # call path → the module called by it
-        self.outputs: Dict[str, Any] = {}
+        self.outputs: Dict[str, Any] = {}  # path → its last call's output shape
+        self.call_outputs: Dict[str, List[Any]] = {}  # path → every call's output shape, in order
         self.first_seen: Dict[str, int] = {}  # path → index of its first call
         self.last_seen: Dict[str, int] = {}
         self.stack: List[Tuple[str, nn.Module, Any]] = []
@@ -82,6 +83,7 @@ class Recorder:
         self.last_seen[path] = self._finished
         self.calls[path] = self.calls.get(path, 0) + 1
         self.outputs[path] = shape_of(output)
+        self.call_outputs.setdefault(path, []).append(self.outputs[path])
         if self.fields is not None:
             self.fields[path] = field_of(output)
         if self.counter is not None:

@@ -77,6 +77,10 @@ class LayerRow:
     # The call paths whose work this row sums, as (path, with everything below it); path None:
     # ops outside any module. Lets any per-path measure (bytes, seconds) be summed like FLOPs.
     paths: Tuple[Tuple[Optional[str], bool], ...] = field(default=(), repr=False, compare=False)
+    # Every call's output shape, in call order, when a module called several times gave different
+    # ones (torchvision's Bottleneck calls one ReLU at 64 and at 256 channels); None otherwise, and
+    # ``output_shape`` is then every call's shape. With it, ``output_shape`` is the last call's.
+    call_shapes: Optional[List[Any]] = None
 
     @property
     def macs(self) -> int:
@@ -90,7 +94,7 @@ class LayerRow:
         d = asdict(self)
         d["macs"] = self.macs
         del d["paths"]
-        for optional in ("train_flops", "rf"):
+        for optional in ("train_flops", "rf", "call_shapes"):
             if d[optional] is None:
                 del d[optional]
         return d

@@ -35,6 +35,12 @@ def _inclusive(by_path: Dict) -> Dict[str, int]:
     return inclusive
 
 
+def _call_shapes(rec, path: str):
+    """Every call's output shape, when they differ (a module called on tensors of different sizes)."""
+    shapes = getattr(rec, "call_outputs", {}).get(path) or []
+    return list(shapes) if any(s != shapes[0] for s in shapes[1:]) else None
+
+
 def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_label: str,
                backward_by_path: Optional[Dict] = None, also: Sequence[Dict] = ()) -> List[LayerRow]:
     """``backward_by_path`` (a training-step trace) adds ``train_flops`` = forward + backward to each row.
@@ -103,6 +109,7 @@ def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_labe
                 output_shape=out, input_shape=inp, params=params, trainable_params=trainable,
                 flops=inclusive.get(name, 0), calls=calls, kind=kind, train_flops=train(name),
                 rf=field(last if kind == "container" else name), paths=((name, True),),
+                call_shapes=_call_shapes(rec, name) if kind == "module" else None,
             ))
             return
         for child in kids[name]:

@@ -7,7 +7,7 @@ from typing import Callable, Dict, List
 
 from archscope.analysis.records import LayerRow, Trace
 from archscope.inputs import shape_text
-from archscope.report.text import human, human_bytes, share
+from archscope.report.text import calls_shape_text, human, human_bytes, share
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,9 @@ class Column:
 def _output(r: LayerRow, t: Trace) -> str:
     if r.kind == "module" and r.calls == 0:
         return "not run"
-    text = shape_text(r.output_shape) if r.kind in ("module", "container", "total") else "(own forward)"
-    return text + (f" (×{r.calls} calls)" if r.calls > 1 and r.kind == "module" else "")
+    if r.kind == "module":
+        return calls_shape_text(r.output_shape, r.calls, r.call_shapes, shape_text)
+    return shape_text(r.output_shape) if r.kind in ("container", "total") else "(own forward)"
 
 
 NAME = Column("Layer", lambda r, t: r.name, wrap=True)

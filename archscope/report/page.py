@@ -20,7 +20,7 @@ from archscope.analysis.records import LayerRow, Trace
 from archscope.errors import ArchscopeError, first_line
 from archscope.inputs import shape_text
 from archscope.report.diagram import Diagram, dot_program, render_dot
-from archscope.report.text import human, human_bytes, share
+from archscope.report.text import calls_shape_text, human, human_bytes, share
 
 MAX_DEPTH = 12
 BYTES_PER_ELEMENT = 4  # output memory per row is counted at float32
@@ -129,7 +129,9 @@ def _layers_table(items: List[Dict[str, Any]], top: Trace) -> str:
     body = []
     for item in items:
         r: LayerRow = item["row"]
-        shape = "(own forward)" if r.kind in ("self", "other") else shape_text(r.output_shape)
+        shape = "(own forward)" if r.kind in ("self", "other") else \
+            calls_shape_text(r.output_shape, r.calls, r.call_shapes, shape_text) if r.kind == "module" else \
+            shape_text(r.output_shape)
         width = 0 if not tot.flops else round(80 * r.flops / tot.flops)
         classes = [f"kind-{r.kind}", "parent" if item["has_children"] else "leaf"]
         attrs = f'data-id="{item["id"]}" data-depth="{item["level"]}"'

@@ -13,6 +13,7 @@ from archscope.inputs import shape_text
 from archscope.report.columns import caption, columns, header, totals_lines, uncounted_line
 from archscope.report.fit import FitColumn, FitTable
 from archscope.report.render import renders
+from archscope.report.text import calls_shape_text
 
 CSV_FIELDS = ["name", "type", "depth", "output_shape", "params", "trainable_params", "flops", "macs", "calls", "kind"]
 TRAIN_FIELD = "train_flops"
@@ -61,7 +62,8 @@ def to_csv(t: Trace, view: str = "summary") -> str:
     writer.writeheader()
     for row in t.rows:
         d = row.to_dict()
-        d["output_shape"] = shape_text(row.output_shape) if row.output_shape is not None else ""
+        d["output_shape"] = "" if row.output_shape is None else shape_text(row.output_shape) if not row.call_shapes \
+            else calls_shape_text(row.output_shape, row.calls, row.call_shapes, shape_text)  # every call's shape
         writer.writerow({k: d[k] for k in fields})
     return buf.getvalue()
 

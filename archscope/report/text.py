@@ -44,3 +44,17 @@ def csv_of(records: Iterable[Any], cells: Callable[[Any], Dict[str, Any]]) -> st
             writer.writeheader()
         writer.writerow(row)
     return buf.getvalue()
+
+
+def calls_shape_text(output_shape: Any, calls: int, call_shapes: Any, shape_text: Callable[[Any], str]) -> str:
+    """A module's output over all its calls: ``1×256×56×56 (×3 calls)`` when every call gave that
+    shape; ``1×64×56×56 ×2, 1×256×56×56 (3 calls)`` when they differ (shapes in first-seen order)."""
+    if not call_shapes:
+        return shape_text(output_shape) + (f" (×{calls} calls)" if calls > 1 else "")
+    counts: Dict[str, int] = {}
+    for shape in call_shapes:
+        text = shape_text(shape)
+        counts[text] = counts.get(text, 0) + 1
+    parts = [f"{text} ×{n}" if n > 1 else text for text, n in counts.items()]
+    return f"{', '.join(parts)} ({len(call_shapes)} calls)"
+
