@@ -114,3 +114,27 @@ def test_a_module_called_several_times_shows_every_calls_shape_as_forward_hooks_
     assert next(r for r in data["layers"] if r["name"] == "layer1.0.relu")["call_shapes"] == seen["layer1.0.relu"]
     table = csv.DictReader(io.StringIO(cli("summary", "tv:resnet50", "--depth", "3", "-f", "csv").stdout))
     assert next(r for r in table if r["name"] == "layer1.0.relu")["output_shape"] == text
+
+
+class Looped(nn.Module):
+    """One block called four times in a loop: one set of parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = nn.Sequential(nn.Linear(16, 16), nn.ReLU())
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        for _ in range(4):
+            x = self.block(x)
+        return self.head(x)
+
+
+def test_a_collapsed_node_of_one_module_called_n_times_counts_its_parameters_once():
+    model = Looped()
+    g = archscope.graph(model, input_size=(1, 16)).graph
+    block = next(n for n in g.nodes if n.kind == "module" and n.name.startswith("block"))
+    assert block.count == 4
+    assert block.params == sum(p.numel() for p in set(model.block.parameters())) == 16 * 16 + 16
+    assert block.flops == 4 * 2 * 16 * 16
+    assert sum(n.params for n in g.nodes if n.kind == "module") == sum(p.numel() for p in set(model.parameters()))

@@ -46,10 +46,14 @@ class FlowNode:
     parent: Optional[str] = None  # the call path of the module whose forward ran this call or op
     last_name: Optional[str] = None  # collapsed: the name of the last call it stands for
     then: List[str] = field(default_factory=list)  # activations applied to its output outside any module
+    # id → size of each parameter this node (or the run it stands for) holds: a module called N times
+    # and collapsed into one ×N node holds its shared parameters once, not N times.
+    weights: Dict[int, int] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         d.pop("signature")
+        d.pop("weights")
         return d
 
 
@@ -147,6 +151,7 @@ class Flow(DispatchMode):
         node = self._node("module", path or type(module).__name__, type(module).__name__,
                           input_shape=shape_of(inputs),
                           params=sum(p.numel() for p in module.parameters()),
+                          weights={id(p): p.numel() for p in module.parameters()},
                           signature=f"{type(module).__name__}|{module!r}")
         self._wire((args, kwargs), node)
         self.active = (node, self._flops(), path)

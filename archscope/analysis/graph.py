@@ -101,7 +101,9 @@ def collapse_runs(nodes: List[FlowNode], edges: List[FlowEdge]):
             nxt = by_id[out[current.id][0].target]
             merged[nxt.id] = node.id
             node.count += 1
-            node.params += nxt.params
+            fresh = {k: v for k, v in nxt.weights.items() if k not in node.weights}  # shared ones count once
+            node.weights.update(fresh)
+            node.params += sum(fresh.values())
             node.flops += nxt.flops
             node.last_name = nxt.name
             current = nxt
