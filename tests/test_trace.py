@@ -246,12 +246,24 @@ def test_renders_in_jupyter():
     assert "<pre" in html and "Conv2d" in html and "61,706" in html
 
 
-def test_uninitialised_lazy_model_is_traced_on_a_copy():
-    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(10))
-    t = trace(net, input_size=(1, 1, 8, 8))
-    assert t.device == "cpu" and "lazy" in t.note
-    assert t.row("2").params == 4 * 6 * 6 * 10 + 10 and t.row("2").input_shape == [1, 144]
+@pytest.mark.parametrize("where", ["cpu", "meta"])
+def test_uninitialised_lazy_model_is_traced_on_meta_as_a_real_forward_counts_it(where):
+    """A meta input has every shape a lazy layer needs: traced on meta, built on CPU or on meta,
+    equal to FlopCounterMode on a real CPU forward of the same model materialised."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device(where):
+        net = nn.Sequential(nn.LazyConv2d(4, 3), nn.Flatten(), nn.LazyLinear(10), nn.LazyBatchNorm1d())
+    t = trace(net, input_size=(2, 1, 8, 8), depth=1)
+    reference = nn.Sequential(nn.LazyConv2d(4, 3), nn.Flatten(), nn.LazyLinear(10), nn.LazyBatchNorm1d()).eval()
+    with FlopCounterMode(display=False) as mode, torch.no_grad():
+        reference(torch.zeros(2, 1, 8, 8))
+    assert t.device == "meta" and "lazy" in t.note
+    assert t.totals.flops == mode.get_total_flops()
+    assert t.totals.params == sum(p.numel() for p in reference.parameters())
+    assert t.row("2").params == 4 * 6 * 6 * 10 + 10 and t.row("2").input_shape == [2, 144]
     assert isinstance(net[2].weight, nn.parameter.UninitializedParameter)  # the user's object is untouched
+    assert isinstance(net[3].running_mean, nn.parameter.UninitializedBuffer)
 
 
 class InPlaceArithmetic(nn.Module):

@@ -24,6 +24,7 @@ from archscope.analysis.receptive import ReceptiveFields, mark_input
 from archscope.dispatch import DispatchMode
 from archscope.errors import UsageError, first_line, is_meta_limitation
 from archscope.inputs import Inputs, tensors_in
+from archscope.models.build import fresh_lazy_tensors
 from archscope.quiet import library_warnings_silenced
 
 
@@ -84,10 +85,12 @@ def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] 
         "the input was all zeros, so data-dependent branches followed zeros (give real inputs with --input-data)"
     if isinstance(module, torch.jit.ScriptModule):
         return _scripted(module, inputs, device, counter, train, rf, flow_depth, values)
-    if device == "meta" and loaded.rebuild is None and _has_lazy_parameters(module):
-        # Uninitialised lazy parameters have no shape to stand in for on meta: a copy runs on CPU.
-        note = f"the model has uninitialised lazy parameters; a copy of it was traced on CPU; {values}"
-        return _run(lambda: _copy(module, "cpu"), inputs, "cpu", counter, note, train, rf, flow_depth, dtype)
+    if device == "meta" and _has_lazy_parameters(module):
+        # Lazy parameters take their shapes from the first input, and a meta input has every shape they
+        # need: a copy on meta learns them from one plain forward, then is traced like any meta model.
+        note = "the model has uninitialised lazy parameters: their shapes were taken from this input, on meta"
+        return _run(lambda: _materialized_on_meta(module, inputs), inputs, "meta", counter, note, train, rf,
+                    flow_depth, dtype)
     if device != "meta":
         note = None if loaded.rebuild is not None else f"a copy of the model ran on {device}"
         note = f"{note}; {values}" if note else values
@@ -171,6 +174,19 @@ def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = F
     except Exception as error:  # noqa: BLE001 - reported to the caller
         return Attempt(module, device, getattr(error, "__archscope_recorder__", None), error=error,
                        note=note, counter=counter)
+
+
+def _materialized_on_meta(module: nn.Module, inputs: Inputs) -> nn.Module:
+    """A meta copy of a model with lazy layers, after the one forward that gives them their shapes."""
+    copied = copy.deepcopy(module, fresh_lazy_tensors(module, "meta"))  # lazy tensors made anew, on meta
+    copied = copied.to("meta")
+    args, kwargs = inputs.make("meta")
+    try:
+        with torch.no_grad(), library_warnings_silenced():
+            copied(*args, **kwargs)
+    except Exception:  # noqa: BLE001 - the traced run fails at the same layer, and is diagnosed there
+        pass
+    return copied
 
 
 def _copy(module: nn.Module, device: str) -> nn.Module:

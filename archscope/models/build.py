@@ -98,11 +98,26 @@ def stand_in(module: nn.Module) -> nn.Module:
     own ``__dict__``, parameter/buffer/child/hook tables and cloned buffers."""
     if isinstance(module, torch.jit.ScriptModule):
         return module  # TorchScript holds its state in C++; it takes no Python hooks either
-    params = {id(p): p for p in module.parameters(recurse=True)}
+    # Shared, except a lazy layer's uninitialised tensors: its first forward materialises them in place.
+    params = {id(p): p for p in module.parameters(recurse=True) if not isinstance(p, nn.parameter.UninitializedParameter)}
     try:
-        return copy.deepcopy(module, dict(params))
+        return copy.deepcopy(module, {**params, **fresh_lazy_tensors(module)})
     except Exception:  # noqa: BLE001 - any refusal to be deep-copied: a structural copy instead
         return _structural_copy(module, {})
+
+
+def fresh_lazy_tensors(module: nn.Module, device: Optional[str] = None) -> Dict[int, torch.Tensor]:
+    """A deepcopy memo: each uninitialised parameter or buffer of a lazy layer → a new one of its kind
+    (on ``device``, else its own), since PyTorch refuses to deep-copy an uninitialised buffer and a
+    lazy tensor moved by ``.to()`` stops being lazy."""
+    fresh: Dict[int, torch.Tensor] = {}
+    for m in module.modules():
+        for t in list(m._parameters.values()) + list(m._buffers.values()):
+            if isinstance(t, nn.parameter.UninitializedParameter):
+                fresh[id(t)] = nn.parameter.UninitializedParameter(t.requires_grad, device or t.device, t.dtype)
+            elif isinstance(t, nn.parameter.UninitializedBuffer):
+                fresh[id(t)] = nn.parameter.UninitializedBuffer(t.requires_grad, device or t.device, t.dtype)
+    return fresh
 
 
 _TABLES = ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "_forward_hooks",
@@ -120,7 +135,10 @@ def _structural_copy(module: nn.Module, memo: Dict[int, nn.Module]) -> nn.Module
     for key in _TABLES:
         if key in state:
             state[key] = copy.copy(state[key])
-    state["_buffers"] = {k: (None if b is None else b.clone()) for k, b in state.get("_buffers", {}).items()}
+    lazy = fresh_lazy_tensors(module)
+    state["_parameters"] = {k: lazy.get(id(p), p) for k, p in state.get("_parameters", {}).items()}
+    state["_buffers"] = {k: lazy.get(id(b)) or (None if b is None else b.clone())
+                         for k, b in state.get("_buffers", {}).items()}
     state["_modules"] = {k: (None if m is None else _structural_copy(m, memo))
                          for k, m in state.get("_modules", {}).items()}
     for key, value in list(state.items()):
