@@ -179,3 +179,37 @@ def test_a_model_that_reads_its_masks_values_traces_on_meta_with_the_values_arch
     # memory runs its own meta training step: it follows the same values rather than failing on them
     from archscope import memory
     assert memory("hf:bart", **bart).params_bytes == 4 * reference.num_parameters()
+
+
+@pytest.mark.parametrize("model_type, key, value", [
+    ("qwen2", "head_dim", 32), ("phi3", "head_dim", 32), ("qwen3_moe", "head_dim", 32),
+    ("deberta-v2", "position_buckets", 64),
+])
+def test_keys_the_modeling_code_reads_with_getattr_are_taken(model_type, key, value):
+    """Keys absent from the default config but read by the modeling code change what transformers
+    builds: archscope builds the same, with transformers' num_parameters() as the reference."""
+    small = dict(num_hidden_layers=1, hidden_size=64, num_attention_heads=4, intermediate_size=128)
+    if model_type == "qwen3_moe":
+        small.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, num_key_value_heads=2)
+    config = transformers.AutoConfig.for_model(model_type, **small, **{key: value})
+    reference = transformers.AutoModel.from_config(config).num_parameters()
+    from archscope.models import load_model
+
+    # Built, not traced: transformers' own CPU forward of Qwen2 with head_dim != hidden/heads fails (5.24),
+    # and archscope's trace fails the same way; what is asked here is that the key builds what it builds.
+    built = load_model(f"hf:{model_type}", **small, **{key: value}).module
+    assert sum(p.numel() for p in built.parameters()) == reference
+    plain = transformers.AutoModel.from_config(transformers.AutoConfig.for_model(model_type, **small))
+    if key == "head_dim":
+        assert plain.num_parameters() != reference  # the key really changes the model
+    with pytest.raises(UsageError, match="did you mean"):
+        trace(f"hf:{model_type}", **small, **{key + "x": value})  # a typo is still caught
+
+
+def test_funnel_builds_its_base_model_where_automodel_fails():
+    config = transformers.AutoConfig.for_model("funnel", block_sizes=[1, 1], d_model=64, n_head=2, d_head=32,
+                                               d_inner=128, vocab_size=100)
+    with pytest.raises(TypeError):
+        transformers.AutoModel.from_config(config)  # transformers' own Auto class, on the default config
+    t = trace("hf:funnel", block_sizes=[1, 1], d_model=64, n_head=2, d_head=32, d_inner=128, vocab_size=100)
+    assert t.totals.params == transformers.FunnelModel(config).num_parameters()

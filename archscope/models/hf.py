@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 import inspect
 import json
 import os
+import re
 import socket
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -93,7 +95,15 @@ def load(name: str, device: str, kwargs: Dict[str, Any]) -> Loaded:
     def make():
         # An Auto class builds from a config with from_config; a concrete class with _from_config.
         if cls.__name__.startswith("Auto"):
-            return cls.from_config(config, trust_remote_code=trust)
+            try:
+                return cls.from_config(config, trust_remote_code=trust)
+            except TypeError:
+                # transformers' own Auto class can fail on a default config (funnel: a type with two base
+                # classes and no architectures to pick between them): the type's first class, as it would pick.
+                concrete = _mapped_class(cls, config)
+                if concrete is None:
+                    raise
+                return concrete._from_config(config)
         return cls._from_config(config)
 
     # ArithmeticError: a config value the modeling code divides by (num_attention_heads=0).
@@ -205,12 +215,43 @@ def _check_fields(config, overrides: Dict[str, Any], name: str) -> None:
     """``--arg num_hidden_layers=2`` must name a field the config has: a typo would otherwise be stored
     as a new field and change nothing, silently."""
     known = set(config.to_dict()) | set(getattr(config, "attribute_map", {}))
+    unknown = [key for key in overrides if key not in known and not hasattr(config, key)]
+    if unknown:
+        known |= _keys_the_model_reads(config)  # only when needed: it reads the modeling code's source
     for key in overrides:
         if key not in known and not hasattr(config, key):
             close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise UsageError(f"{type(config).__name__} of hf:{name} has no field '{key}'{hint} "
                              f"(archscope's own --arg keys: {', '.join(OPTIONS)})")
+
+
+def _mapped_class(auto, config):
+    """The concrete class an Auto class maps this config's type to (the first, where it maps to several)."""
+    try:
+        found = auto._model_mapping[type(config)]
+    except (KeyError, ValueError, AttributeError):
+        return None
+    return found[0] if isinstance(found, (tuple, list)) else found
+
+
+_GETATTR_KEY = re.compile(r"getattr\(\s*(?:self\.)?config\s*,\s*[\"'](\w+)[\"']")
+
+
+def _keys_the_model_reads(config) -> set:
+    """Config keys the type's modeling code reads with ``getattr(config, "key", default)``: absent from the
+    default config, yet they change what is built (Qwen2's head_dim). Read from the source text, not run."""
+    model_type = getattr(config, "model_type", None)
+    if not model_type:
+        return set()
+    try:
+        from transformers.models.auto.configuration_auto import model_type_to_module_name
+
+        module = importlib.import_module(f"transformers.models.{model_type_to_module_name(model_type)}."
+                                         f"modeling_{model_type_to_module_name(model_type)}")
+        return set(_GETATTR_KEY.findall(inspect.getsource(module)))
+    except (ImportError, OSError, TypeError):
+        return set()
 
 
 def _head_class(config, head: Optional[str]) -> Tuple[Any, str]:
