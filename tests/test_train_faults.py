@@ -261,3 +261,18 @@ def test_download_without_network_leaves_no_empty_cache_folders(tmp_path, monkey
     with pytest.raises(TrainingError, match="download of Fashion-MNIST failed"):
         fmnist.download(root)
     assert not root.exists() and (tmp_path / "cache").exists() is False
+
+
+def test_a_rank_with_an_empty_shard_of_the_last_batch_keeps_the_group_in_step(tmp_path):
+    """257 images in global batches of 256 over 2 ranks: the last batch has 1 image, so rank 1's shard
+    of it is empty. It used to skip DDP's backward and the log point's reductions, and the group hung
+    until gloo's timeout. Now it finishes, and matches one process on the same 257 images."""
+    common = ["--epochs", "1", "--limit-train", "257", "--limit-test", "64", "--batch-size", "256",
+              "--schedule", "none", "--lr", "0.01", "--device", "cpu"]
+    single = train(tiny(tmp_path / "one", limit_train=257, limit_test=64, batch_size=256, schedule="none", lr=0.01),
+                   console=quiet_console())
+    r = run_torchrun(["train", "lenet", *common, "--out", tmp_path / "two"], timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    row = json.loads((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()[0])
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        assert math.isclose(row[key], single.history[0][key], rel_tol=1e-4, abs_tol=1e-6), key

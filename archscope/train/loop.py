@@ -144,9 +144,12 @@ def train_epoch(run: Run, epoch: int, first: int, sums, stop: StopRequest, on_st
     with EpochProgress(run, epoch, first) as bar:
         for step, idx in batches(len(run.train_set), cfg.batch_size, order, first):
             global_n = len(idx)
-            idx = distributed.shard(idx, dist)
-            if len(idx) == 0:  # a last global batch smaller than the number of processes
-                continue
+            mine = distributed.shard(idx, dist)
+            # A last global batch smaller than the number of processes leaves some ranks nothing. They
+            # still take the step, on one image whose loss counts zero: every rank must enter the same
+            # collectives (DDP's gradient all-reduce, the log points' reductions) or the group hangs.
+            counts = 1.0 if len(mine) else 0.0
+            idx = mine if len(mine) else idx[:1]
             for group in run.optimizer.param_groups:
                 group["lr"] = get_lr(epoch * run.steps_per_epoch + step, cfg, run.total_steps)
             x = prepare(run.train_set.images[idx], run.side, run.channels, run.channels_last)
@@ -156,16 +159,16 @@ def train_epoch(run: Run, epoch: int, first: int, sums, stop: StopRequest, on_st
                 # The sum over this shard, scaled so that DDP's average over ranks is the mean over
                 # the global batch: results depend on the number of processes only through float order.
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing,
-                                       reduction="sum") * (dist.world / global_n)
+                                       reduction="sum") * (dist.world / global_n) * counts
             run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             run.optimizer.step()
             # Statistics stay on the device: no host sync per batch.
             per_image = loss.detach() * global_n / dist.world / len(idx)
             sums["loss"] += per_image * len(idx)
-            sums["correct"] += (logits.argmax(1) == y).sum()
-            sums["seen"] += len(idx)
-            sums["steps"] += 1
+            sums["correct"] += (logits.argmax(1) == y).sum() * int(counts)
+            sums["seen"] += len(idx) * int(counts)
+            sums["steps"] += int(counts)
             bad = ~torch.isfinite(per_image) | (per_image > DIVERGED)
             sums["first_bad"] = torch.where((sums["first_bad"] < 0) & bad, sums["steps"], sums["first_bad"])
             sums["worst"] = torch.maximum(sums["worst"], torch.nan_to_num(per_image.float(), nan=float("inf")))
