@@ -138,3 +138,18 @@ def test_a_collapsed_node_of_one_module_called_n_times_counts_its_parameters_onc
     assert block.params == sum(p.numel() for p in set(model.block.parameters())) == 16 * 16 + 16
     assert block.flops == 4 * 2 * 16 * 16
     assert sum(n.params for n in g.nodes if n.kind == "module") == sum(p.numel() for p in set(model.parameters()))
+
+
+def test_torchscript_at_bf16_casts_a_copy_of_the_module_with_its_inputs():
+    """It used to cast the inputs only, and then blamed the model for a dtype mismatch."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(nn.Sequential(nn.Linear(64, 32), nn.ReLU()))
+    bf16 = archscope.time(scripted, input_size=(8, 64), dtype="bf16", hw="h100")
+    fp32 = archscope.time(scripted, input_size=(8, 64), dtype="fp32", hw="h100")
+    assert bf16.total().flops == fp32.total().flops == 2 * 8 * 64 * 32
+    # input, weight, bias and output of the Linear, at 2 bytes instead of 4 (the ReLU's bytes halve too)
+    assert bf16.total().bytes * 2 == fp32.total().bytes
+    assert scripted[0].weight.dtype == torch.float32  # the user's module is untouched

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -84,7 +85,7 @@ def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] 
     values = "the input was real data (--input-data)" if inputs.real else \
         "the input was all zeros, so data-dependent branches followed zeros (give real inputs with --input-data)"
     if isinstance(module, torch.jit.ScriptModule):
-        return _scripted(module, inputs, device, counter, train, rf, flow_depth, values)
+        return _scripted(module, inputs, device, counter, train, rf, flow_depth, values, dtype)
     if device == "meta" and _has_lazy_parameters(module):
         # Lazy parameters take their shapes from the first input, and a meta input has every shape they
         # need: a copy on meta learns them from one plain forward, then is traced like any meta model.
@@ -130,7 +131,8 @@ def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] 
     return _run(lambda: _copy(module, "cpu"), inputs, "cpu", counter.fresh() if counter else None, note, train, rf, flow_depth, dtype)
 
 
-def _scripted(module, inputs: Inputs, device: str, counter, train: bool, rf: bool, flow_depth, values: str) -> Attempt:
+def _scripted(module, inputs: Inputs, device: str, counter, train: bool, rf: bool, flow_depth, values: str,
+              dtype: Optional[torch.dtype] = None) -> Attempt:
     """A TorchScript module runs where its weights are (it cannot move to meta); the FLOP counter
     sees its ops at dispatch level, but no module hook fires inside it."""
     if train:
@@ -144,7 +146,17 @@ def _scripted(module, inputs: Inputs, device: str, counter, train: bool, rf: boo
             f"per-layer rows); {values}")
     if counter is not None:
         counter.attribute_to = ""
-    return _run(lambda: module, inputs, where, counter, note, train, rf, flow_depth, scripted=True)
+    # At a --dtype the inputs are cast, so the module must be too: a cast copy (never the user's object).
+    return _run(lambda: module if dtype is None else _scripted_copy(module, dtype), inputs, where, counter, note,
+                train, rf, flow_depth, scripted=True)
+
+
+def _scripted_copy(module, dtype: torch.dtype):
+    copied = copy.deepcopy(module)
+    with library_warnings_silenced(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # PyTorch's own .grad probe inside Module.to on TorchScript
+        copied.to(dtype)
+    return copied
 
 
 def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = False, rf: bool = False,
