@@ -153,3 +153,26 @@ def test_torchscript_at_bf16_casts_a_copy_of_the_module_with_its_inputs():
     # input, weight, bias and output of the Linear, at 2 bytes instead of 4 (the ReLU's bytes halve too)
     assert bf16.total().bytes * 2 == fp32.total().bytes
     assert scripted[0].weight.dtype == torch.float32  # the user's module is untouched
+
+
+def test_blocks_inside_a_module_list_are_nodes_of_the_graph_holding_all_their_flops():
+    """GPT-2's blocks live in an nn.ModuleList that is never called itself: they used to be drawn as
+    raw aten ops. Each block's FLOPs equal FlopCounterMode's for that block on a real CPU forward."""
+    transformers = pytest.importorskip("transformers")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    small = dict(n_layer=3, n_embd=64, n_head=2, vocab_size=500, n_positions=128)
+    g = archscope.graph("hf:gpt2", collapse=False, **small).graph
+    blocks = [n for n in g.nodes if n.kind == "module" and n.type == "GPT2Block"]
+    assert [n.name for n in blocks] == ["h.0", "h.1", "h.2"]
+    assert sum(n.flops for n in g.nodes if n.kind == "op") == 0  # no FLOPs outside the blocks
+
+    config = transformers.GPT2Config(**small, attn_implementation="eager")
+    model = transformers.GPT2Model(config).eval()
+    with FlopCounterMode(display=False) as mode, torch.no_grad():
+        model(input_ids=torch.zeros(1, 128, dtype=torch.long), attention_mask=torch.ones(1, 128, dtype=torch.long))
+    per_module = mode.get_flop_counts()
+    for node in blocks:
+        assert node.flops == sum(per_module[f"GPT2Model.{node.name}"].values()), node.name
+    collapsed = archscope.graph("hf:gpt2", **small).graph
+    assert [(n.name, n.count) for n in collapsed.nodes if n.type == "GPT2Block"] == [("h.0", 3)]

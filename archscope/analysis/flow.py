@@ -137,6 +137,11 @@ class Flow(DispatchMode):
         depth = _depth(path)
         if depth == self.depth:
             return True
+        if depth > self.depth and ".".join(path.split(".")[:self.depth]) not in self.parents:
+            # Its ancestor at this depth never ran itself: a ModuleList/ModuleDict (GPT-2's h, BERT's
+            # layer). The container owns its children's calls at its depth, as the tables' rows do:
+            # each block called from it is a node, not a scatter of raw ops.
+            return True
         leaf = next(iter(module.children()), None) is None
         return leaf and depth < self.depth
 
