@@ -116,3 +116,15 @@ def test_bad_configs_and_outputs_are_one_line_exit_2_before_any_work(tmp_path, c
         r = cli(*args)
         assert r.exit_code == 2 and words in one_line(r.stderr), (args, r.stderr)
     assert not (tmp_path / "missing").exists()
+
+
+def test_help_shows_no_value_on_a_flag_and_names_every_source():
+    import re
+
+    for command in ("flops", "train", "memory", "graph", "list", "compare"):
+        r = run_cli(command, "--help")
+        flags = [line for line in r.stdout.splitlines() if "<bool>" in line and "--help" not in line]
+        assert r.returncode == 0 and not flags, (command, flags)  # (click's own --help still says <bool>)
+        assert "hf:" in r.stdout, command
+    r = run_cli("flops", "lenet", "--train", "true")  # a flag takes no value: one line saying so
+    assert r.returncode == 2 and re.search(r"true", one_line(r.stderr))

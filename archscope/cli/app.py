@@ -84,7 +84,7 @@ def _version(value: bool):
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, metavar="",
                                           help="Print the version and exit.")] = False,
 ):
     """See what a CNN does to a tensor: shapes, parameters, FLOPs, shape-mismatch diagnosis; train on Fashion-MNIST."""

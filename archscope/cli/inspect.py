@@ -243,7 +243,7 @@ def time_(o):
 
 
 MODELS = [Opt("models", Annotated[List[str], typer.Argument(
-    help="One or more models: zoo names, tv:NAME, timm:NAME, file.py:factory.", show_default=False)])]
+    help="One or more models: zoo names, tv:NAME, timm:NAME, hf:TYPE, file.py:factory.", show_default=False)])]
 BATCH_FLOPS = [Opt("batch", Annotated[int, typer.Option("--batch", "-b", help="Batch size for FLOPs and memory.")], 1)]
 
 
@@ -259,7 +259,8 @@ def compare_(o):
 
 
 PATTERN = [Opt("pattern", Annotated[str, typer.Argument(
-    help="Shell-style pattern, e.g. 'vgg*'; tv: or 'tv:res*' for torchvision, 'timm:*vit*' for timm.")], "*")]
+    help="Shell-style pattern, e.g. 'vgg*'; tv: or 'tv:res*' for torchvision, 'timm:*vit*' for timm, "
+         "'hf:bert*' for transformers.")], "*")]
 
 
 @command(app, "list", PATTERN, FORMAT, run=run)
@@ -281,7 +282,8 @@ DRAWING = [
     Opt("direction", Annotated[str, typer.Option("--direction", help="TB (top to bottom) | LR (left to right).")],
         "TB"),
     Opt("collapse", Annotated[bool, typer.Option(
-        "--collapse/--no-collapse", help="Draw consecutive identical blocks as one node marked ×N.")], True),
+        "--collapse/--no-collapse", help="Draw consecutive identical blocks as one node marked ×N.", metavar="")],
+        True),
 ]
 
 

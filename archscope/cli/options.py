@@ -15,8 +15,8 @@ import typer
 from archscope.errors import UsageError
 
 MODEL_HELP = (
-    "A zoo name (see 'archscope list'), tv:NAME (torchvision), timm:NAME, path/to/file.py:factory, "
-    "or package.module:attr. A file or module is imported and run as Python code: only load code you trust."
+    "A zoo name (see 'archscope list'), tv:NAME (torchvision), timm:NAME, hf:TYPE or hf:path/config.json "
+    "(transformers, from a config, no weights), path/to/file.py:factory, or package.module:attr. A file or module is imported and run as Python code: only load code you trust."
 )
 
 
@@ -32,7 +32,8 @@ class Opt:
 
 
 def flag(name: str, help: str, default: bool = False) -> Opt:
-    return Opt(name.lstrip("-").replace("-", "_"), Annotated[bool, typer.Option(name, help=help)], default)
+    # metavar "": a flag takes no value (typer would show <bool>, and then refuse --train true)
+    return Opt(name.lstrip("-").replace("-", "_"), Annotated[bool, typer.Option(name, help=help, metavar="")], default)
 
 
 MODEL = [Opt("model", Annotated[str, typer.Argument(help=MODEL_HELP, show_default=False)])]

@@ -23,13 +23,13 @@ def _config_options():
         kind = hints[f.name]
         flag = "--" + f.name.replace("_", "-")
         if kind is bool:  # an on-switch: --compile, --download
-            opts.append(Opt(f.name, Annotated[bool, typer.Option(flag, help=f.metadata["help"])], False))
+            opts.append(Opt(f.name, Annotated[bool, typer.Option(flag, help=f.metadata["help"], metavar="")], False))
             continue
         if kind == Optional[bool]:  # --amp/--no-amp: off, on, or the device's default
             flag = f"{flag}/--no-{flag[2:]}"
         base = typing.get_args(kind)[0] if typing.get_origin(kind) is typing.Union else kind
-        opts.append(Opt(f.name, Annotated[Optional[base], typer.Option(flag, help=f.metadata["help"],
-                                                                       show_default=False)], None))
+        opts.append(Opt(f.name, Annotated[Optional[base], typer.Option(
+            flag, help=f.metadata["help"], show_default=False, **({"metavar": ""} if base is bool else {}))], None))
     return opts
 
 
