@@ -29,7 +29,7 @@ def _output(r: LayerRow, t: Trace) -> str:
 
 NAME = Column("Layer", lambda r, t: r.name, wrap=True)
 TYPE = Column("Type", lambda r, t: r.type, drop=3, wrap=True)
-OUTPUT = Column("Output shape", _output)
+OUTPUT = Column("Output shape", _output, wrap=True)  # every call's shape can be long: wraps at its commas
 PARAMS = Column("Params", lambda r, t: f"{r.params:,}", True)
 TRAINABLE = Column("Trainable", lambda r, t: f"{r.trainable_params:,}", True, drop=2)
 FROZEN = Column("Frozen", lambda r, t: f"{r.frozen_params:,}", True, drop=4)
