@@ -143,3 +143,13 @@ def test_each_benchmark_explains_itself_without_running(script):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("usage:") and len(done.stdout.splitlines()) > 2
     assert time.perf_counter() - start < 60  # tv_conformance's 92-model run did not start
+
+
+def test_a_narrow_table_says_what_it_left_out_and_keeps_what_its_total_adds():
+    r = archscope.memory("nin", depth=1)
+    narrow = at_width(render(r, "table"), 80)
+    header = next(line for line in narrow.splitlines() if "Activations" in line)
+    for column in ("Activations", "Params", "Grads", "Optimizer", "Total"):  # Total is their sum
+        assert column in header, column
+    assert "left out at 80 columns: Type, Input (kept if checkpointed), Peak" in " ".join(narrow.split())
+    assert "left out" not in at_width(render(r, "table"), 400)

@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence
 
 from rich.cells import cell_len
 from rich.table import Table
+from rich.text import Text
 
 WRAP_MIN = 12  # the narrowest a wrapping column gets
 
@@ -62,5 +63,13 @@ class FitTable:
             tbl.add_row(*(row[i] for i in keep), style="bold" if total else style, end_section=total)
         return tbl
 
+    def left_out(self, width: int) -> List[str]:
+        shown = set(self.shown(width))
+        return [c.title for i, c in enumerate(self.columns) if i not in shown]
+
     def __rich_console__(self, console, options):
         yield self.table(options.max_width)
+        missing = self.left_out(options.max_width)
+        if missing:  # say so: a reader must not take a narrow table for the whole one
+            yield Text(f"left out at {options.max_width} columns: {', '.join(missing)} (a wider terminal, "
+                       "or -f markdown / csv / json, shows every column)", style="dim")

@@ -29,9 +29,10 @@ def _fit_line(r: MemoryReport) -> str:
 
 
 ROW_COLUMNS = (FitColumn("Layer", wrap=True), FitColumn("Type", wrap=True, drop=3),
-               FitColumn("Activations", True), FitColumn("Params", True), FitColumn("Grads", True, 2),
-               FitColumn("Optimizer", True, 1), FitColumn("Total", True), FitColumn("Input (kept if checkpointed)", True, 4),
-               FitColumn("Peak"))
+               FitColumn("Activations", True), FitColumn("Params", True), FitColumn("Grads", True),
+               # Activations, Params, Grads and Optimizer are what Total adds up: never left out.
+               FitColumn("Optimizer", True), FitColumn("Total", True), FitColumn("Input (kept if checkpointed)", True, 4),
+               FitColumn("Peak", drop=1))
 
 
 def _row_cells(x: MemoryRow) -> List[str]:
