@@ -49,6 +49,10 @@ def _total_cells(r: MemoryReport) -> List[str]:
 
 def _extra_lines(r: MemoryReport) -> List[str]:
     lines = []
+    if r.rows:
+        lines.append("the rows' Total adds everything each layer holds at some point (all activations and all "
+                     f"gradients together); the training step peak ({human_bytes(r.training_bytes)}) is less when "
+                     "backward frees each layer's activations as it makes its gradients")
     c = r.checkpointed
     if c is not None:
         verb = f"saves {human_bytes(c.saved_bytes)}" if c.saved_bytes >= 0 else \
