@@ -140,6 +140,8 @@ def resume_config(path: str, overrides: Dict[str, Any]) -> TrainConfig:
             continue
         if key not in saved:
             raise UsageError(f"--{key.replace('_', '-')} is not an option of a training run")
+        if key == "model" and value != saved[key]:
+            raise UsageError(f"checkpoint {path} is a run of '{saved[key]}', not '{value}'")
         if value != saved[key]:
             flag = "--arg/--ratio" if key == "model_kwargs" else f"--{key.replace('_', '-')}"
             raise UsageError(f"{flag} {_show(value)} differs from the run in {path} ({key}={_show(saved[key])}): "
