@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import types
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple, Type
 
@@ -93,9 +94,9 @@ def stand_in(module: nn.Module) -> nn.Module:
     10-billion-parameter model costs nothing more, and no analysis writes to a parameter (meta
     runs use stand-ins; a training step on a real device runs on a full copy).
 
-    ``copy.deepcopy`` first; a model that refuses it (a parametrized layer, an attribute that
-    cannot be copied: a lock, a file) gets a structural copy: every module object new, with its
-    own ``__dict__``, parameter/buffer/child/hook tables and cloned buffers."""
+    ``copy.deepcopy`` first (it also rebinds hook handles and bound-method hooks, which a lazy layer
+    needs); a model that refuses it (an attribute that cannot be copied: a lock, a file) gets a
+    structural copy: every module object new, with its own ``__dict__``, tables and cloned buffers."""
     if isinstance(module, torch.jit.ScriptModule):
         return module  # TorchScript holds its state in C++; it takes no Python hooks either
     # Shared, except a lazy layer's uninitialised tensors: its first forward materialises them in place.
@@ -135,6 +136,11 @@ def _structural_copy(module: nn.Module, memo: Dict[int, nn.Module]) -> nn.Module
     for key in _TABLES:
         if key in state:
             state[key] = copy.copy(state[key])
+            if "hooks" in key:  # a hook that is the module's own method (a lazy layer's) works on the copy
+                table = state[key]
+                for k, hook in list(table.items()):
+                    if getattr(hook, "__self__", None) is module:
+                        table[k] = types.MethodType(hook.__func__, new)
     lazy = fresh_lazy_tensors(module)
     state["_parameters"] = {k: lazy.get(id(p), p) for k, p in state.get("_parameters", {}).items()}
     state["_buffers"] = {k: lazy.get(id(b)) or (None if b is None else b.clone())
@@ -142,10 +148,11 @@ def _structural_copy(module: nn.Module, memo: Dict[int, nn.Module]) -> nn.Module
     state["_modules"] = {k: (None if m is None else _structural_copy(m, memo))
                          for k, m in state.get("_modules", {}).items()}
     for key, value in list(state.items()):
-        if isinstance(value, (list, dict, set)) and key not in _TABLES and not key.startswith("__"):
-            try:
-                state[key] = copy.copy(value)  # a history a forward appends to stays the user's
-            except Exception:  # noqa: BLE001
-                pass
+        if key in _TABLES or key.startswith("__"):
+            continue
+        if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
+            state[key] = value.detach().clone()  # a cached tensor a forward writes into
+        elif isinstance(value, (list, dict, set)):
+            state[key] = copy.copy(value)  # a history a forward appends to stays the user's
     new.__dict__.update(state)
     return new
