@@ -153,3 +153,17 @@ def test_a_narrow_table_says_what_it_left_out_and_keeps_what_its_total_adds():
         assert column in header, column
     assert "left out at 80 columns: Type, Input (kept if checkpointed), Peak" in " ".join(narrow.split())
     assert "left out" not in at_width(render(r, "table"), 400)
+
+
+def test_curves_have_whole_epoch_ticks_and_a_title(tmp_path, monkeypatch):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from archscope.train.plot import plot_curves
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    history = [{"epoch": 1, "train_loss": 0.9, "test_loss": 1.0, "train_acc": 0.7, "test_acc": 0.65}]
+    assert plot_curves(history, tmp_path / "curves.png", "lenet on Fashion-MNIST, 1 epoch") is None
+    fig = figures[0]
+    assert all(list(ax.get_xticks()) == [1] for ax in fig.axes)
+    assert fig._suptitle.get_text() == "lenet on Fashion-MNIST, 1 epoch"
+    assert (tmp_path / "curves.png").stat().st_size > 0

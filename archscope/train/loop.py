@@ -281,7 +281,8 @@ def run_epochs(run: Run, start_epoch: int, start_step: int, partial, stop: StopR
             run.say(f"stopped by {stop.signal_name} after epoch {epoch + 1}; resume with: "
                     f"archscope train {cfg.model} --resume {folder / 'last.pt'}")
             return TrainResult(str(folder), run.history, run.best_acc, interrupted=True)
-    note = plot_curves(run.history, folder / "curves.png") if run.dist.main else None
+    title = f"{run.cfg.model} on Fashion-MNIST, {len(run.history)} epoch{'s' * (len(run.history) != 1)}"
+    note = plot_curves(run.history, folder / "curves.png", title) if run.dist.main else None
     return TrainResult(str(folder), run.history, run.best_acc, plot_note=note)
 
 

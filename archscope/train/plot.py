@@ -7,8 +7,9 @@ from typing import List, Optional
 PLOT_HINT = "install matplotlib (pip install 'archscope[plot]') to get curves.png"
 
 
-def plot_curves(history: List[dict], path: Path) -> Optional[str]:
-    """Write the plot; return None on success, else the reason it was skipped."""
+def plot_curves(history: List[dict], path: Path, title: Optional[str] = None) -> Optional[str]:
+    """Write the plot (whole-epoch ticks, the run's ``title`` above); return None on success, else the
+    reason it was skipped."""
     try:
         import matplotlib
 
@@ -28,6 +29,16 @@ def plot_curves(history: List[dict], path: Path) -> Optional[str]:
     right.set_xlabel("epoch")
     right.set_ylabel("accuracy")
     right.legend()
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (left, right):  # epochs are whole: no 0.975 ticks after one epoch
+        if len(epochs) <= 20:
+            ax.set_xticks(epochs)
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
