@@ -37,7 +37,7 @@ def _inclusive(by_path: Dict) -> Dict[str, int]:
 
 def _call_shapes(rec, path: str):
     """Every call's output shape, when they differ (a module called on tensors of different sizes)."""
-    shapes = getattr(rec, "call_outputs", {}).get(path) or []
+    shapes = rec.call_outputs.get(path) or []
     return list(shapes) if any(s != shapes[0] for s in shapes[1:]) else None
 
 

@@ -149,8 +149,8 @@ def resume_config(path: str, overrides: Dict[str, Any]) -> TrainConfig:
     from archscope.models import check_named_by_file
 
     # What the file names was not typed: it may not choose code to run (a file or module spec, remote code).
-    typed = {"spec": saved.get("model")} if overrides.get("model") is None else {}
-    check_named_by_file(f"checkpoint {path}", f"archscope train {{spec}} --resume {path}", **typed,
+    named = {"spec": saved.get("model")} if overrides.get("model") is None else {}
+    check_named_by_file(f"checkpoint {path}", f"archscope train {{spec}} --resume {path}", **named,
                         kwargs=None if overrides.get("model_kwargs") else saved.get("model_kwargs"))
     for key in ("device", "data_dir", "compile"):
         if overrides.get(key) is not None:

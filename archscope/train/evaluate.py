@@ -77,8 +77,8 @@ def evaluate_checkpoint(model: Optional[str], path: str, model_kwargs: Optional[
     state = ckpt.load(path)
     saved = state["config"]
     # What the checkpoint names was not typed: it may not choose code to run.
-    typed = {"spec": saved.get("model")} if model is None else {}
-    check_named_by_file(f"checkpoint {path}", f"archscope eval {{spec}} {path}", **typed,
+    named = {"spec": saved.get("model")} if model is None else {}
+    check_named_by_file(f"checkpoint {path}", f"archscope eval {{spec}} {path}", **named,
                         kwargs=None if model_kwargs else saved.get("model_kwargs"))
     model = model or saved["model"]
     if saved["model"] != model:
