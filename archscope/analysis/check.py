@@ -15,7 +15,7 @@ from torch import nn
 from archscope.analysis.diagnose import Diagnosis, diagnose
 from archscope.analysis.diagnose.solver import SizeScan, scan
 from archscope.analysis.records import Result
-from archscope.analysis.run import attempt, check_device
+from archscope.analysis.run import RunOptions, attempt, check_device
 from archscope.errors import UsageError
 from archscope.inputs import InputSize, resolve_inputs, shape_text
 from archscope.models import load_model
@@ -103,7 +103,7 @@ def check(
     loaded = load_model(model, device=device, **model_kwargs)
     inputs = resolve_inputs(input_size, loaded.module, loaded.default_input, batch, dtypes, input_data)
     shape = inputs.shape
-    run = attempt(loaded, inputs, device)
+    run = attempt(loaded, inputs, RunOptions(device=device))
     module = run.module
     layers = []
     called = run.recorder.modules if run.recorder else {}

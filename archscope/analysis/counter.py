@@ -4,7 +4,7 @@ Every aten op that runs inside the mode is looked up in ``torch.utils.flop_count
 registry (PyTorch maintains those formulas) plus a few of our own for the fused CPU fast
 paths PyTorch has none for (multi-head attention, the transformer encoder layer, CPU
 flash attention, oneDNN's LSTM/GRU layer). Its FLOPs are charged to whatever the tracer
-says is running now (``attribute_to``), so a row's FLOPs are exactly the ops executed
+says is running now (``path_changed``), so a row's FLOPs are exactly the ops executed
 while that module was the innermost one on the hook stack.
 
 An op that does arithmetic but has no formula is not silently dropped: it is collected in
@@ -273,7 +273,8 @@ class OpCost:
 
 
 class FlopCounter(DispatchMode):
-    """Counts FLOPs per attribution key. ``attribute_to`` is set by the tracer's hooks.
+    """Counts FLOPs per attribution key: the call path the tracer's recorder last named
+    (``path_changed``; a ``PathListener``).
 
     With ``record_ops`` it also keeps one ``OpCost`` per op that moves data (views and
     metadata queries are not kernels): what a time model needs, at a little extra cost."""
@@ -286,7 +287,7 @@ class FlopCounter(DispatchMode):
         self.by_key: Dict[Hashable, int] = {}
         self.total = 0
         self.uncounted: Counter = Counter()
-        self.attribute_to: Hashable = None  # None: outside any module
+        self.current: Hashable = None  # the key ops are charged to now (None: outside any module)
         self.backward_by_key: Optional[Dict[Hashable, int]] = None  # set by a training-step trace
         self.backward_total: Optional[int] = None
         self.forward_by_key: Dict[Hashable, int] = self.by_key  # the forward's table while backward counts
@@ -313,12 +314,12 @@ class FlopCounter(DispatchMode):
             self.routed = True
         if flops:
             self.total += flops
-            key = self.attribute_to
+            key = self.current
             self.by_key[key] = self.by_key.get(key, 0) + flops
         if self.record_ops and not is_view(func):
             name = func._overloadpacket.__name__
             kind, size = work_kind(name, args, out)
-            self.ops.append(OpCost(self.attribute_to, self._phase, name, flops, op_bytes(func, args, kwargs, out),
+            self.ops.append(OpCost(self.current, self._phase, name, flops, op_bytes(func, args, kwargs, out),
                                    _compute_dtype(args, out), kind, size, fresh_sizes(args, kwargs, out)))
         return out
 
@@ -345,6 +346,9 @@ class FlopCounter(DispatchMode):
             if made is not None:
                 self._outputs[key] = made
         return out
+
+    def path_changed(self, path: Hashable) -> None:
+        self.current = path
 
     def fresh(self) -> "FlopCounter":
         """A new, empty counter with the same options (for a second attempt)."""

@@ -1,7 +1,7 @@
 """Forward hooks that record every module call: call paths, shapes, the stack of running modules."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Tuple
 
 import torch
 from torch import nn
@@ -11,10 +11,18 @@ from archscope.analysis.receptive import field_of
 from archscope.inputs import shape_of
 
 
+class PathListener(Protocol):
+    """Whatever wants to know whose work runs now (the FLOP counter, the stopwatch, the memory
+    trackers): told each time the current call path changes (None: outside any module)."""
+
+    def path_changed(self, path: Optional[str]) -> None: ...
+
+
 class Recorder:
     """Forward hooks on every module: per call path, the number of calls and the last
     input/output shapes; the stack of modules entered but not left (so a failure can be
-    pinned to a layer); and the counter told which path the ops now belong to.
+    pinned to a layer); and ``current``, the call path whose work runs now, which it tells
+    its listeners (the counter first) each time it changes, in the forward and the backward.
 
     A module's call path is its caller's path plus the name the caller knows it by, so a
     block shared by two stages is ``stage1.block`` when stage1 calls it and
@@ -22,8 +30,10 @@ class Recorder:
     keeps its first structural name."""
 
     def __init__(self, model: nn.Module, counter: Optional[FlopCounter] = None, tag_autograd: bool = False,
-                 fields: bool = False):
+                 fields: bool = False, listeners: Tuple[PathListener, ...] = ()):
         self.root = model
+        self.current: Optional[str] = None  # the call path whose work runs now (None: outside any module)
+        self.listeners: List[PathListener] = ([counter] if counter is not None else []) + list(listeners)
         self.fields: Optional[Dict[str, Any]] = {} if fields else None  # path → receptive field of its output
         self.receptive = None  # the ReceptiveFields mode of this forward, when fields are followed
         self.flow = None  # the Flow of this forward (tensors from producer to consumer), when asked for
@@ -67,8 +77,7 @@ class Recorder:
         self.stack.append((path, module, (args, kwargs)))
         self.modules.setdefault(path, module)
         self.inputs[path] = shape_of(args) if args or not kwargs else shape_of(kwargs)
-        if self.counter is not None:
-            self.counter.attribute_to = path
+        self.charge(path)
         if self.flow is not None:
             self.flow.enter(path, module, args, kwargs)
 
@@ -86,8 +95,7 @@ class Recorder:
         self.call_outputs.setdefault(path, []).append(self.outputs[path])
         if self.fields is not None:
             self.fields[path] = field_of(output)
-        if self.counter is not None:
-            self.counter.attribute_to = self.stack[-1][0] if self.stack else None
+        self.charge(self.stack[-1][0] if self.stack else None)
 
     def _tag(self, path: str, output, inputs) -> None:
         """Give this call's path to the autograd nodes its forward created: walk back from the
@@ -122,12 +130,14 @@ class Recorder:
                 continue
             seen.add(node)
             path = self.node_path.get(node)
-            node.register_prehook(lambda grads, path=path: self._charge(path))
+            node.register_prehook(lambda grads, path=path: self.charge(path))
             pending.extend(n for n, _ in node.next_functions)
 
-    def _charge(self, path):
-        if self.counter is not None:
-            self.counter.attribute_to = path
+    def charge(self, path: Optional[str]) -> None:
+        """From now on the work is ``path``'s: every listener is told."""
+        self.current = path
+        for listener in self.listeners:
+            listener.path_changed(path)
 
     def first_and_last_below(self, path: str) -> Tuple[Optional[str], Optional[str]]:
         """The called paths under ``path`` that ran first and last (for a container's shapes)."""

@@ -20,13 +20,14 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 from torch import nn
 
-from archscope.analysis.run import forward, running_mode
+from archscope.analysis.modes import running_mode
+from archscope.analysis.run import forward
 from archscope.inputs import tensors_in
 
 
 class Stopwatch:
-    """Stands in for the FLOP counter in the Recorder: ``attribute_to = key`` starts charging
-    ``key``; ``seconds()`` is the time per key (None: outside any module)."""
+    """A listener of the Recorder (``PathListener``): each change of the current call path starts
+    charging the time to the new one; ``seconds()`` is the time per path (None: outside any module)."""
 
     def __init__(self, device: str):
         self.cuda = device.startswith("cuda")
@@ -44,19 +45,9 @@ class Stopwatch:
     def _gap(self, start, end) -> float:
         return start.elapsed_time(end) / 1e3 if self.cuda else end - start
 
-    @property
-    def attribute_to(self):
-        return self._key
-
-    @attribute_to.setter
-    def attribute_to(self, key) -> None:
+    def path_changed(self, path) -> None:
         self._marks.append((self._key, self._now()))  # the time until now was the previous owner's
-        self._key = key
-
-    def begin_backward(self) -> None:  # the Recorder's counter interface; one table serves both passes
-        pass
-
-    end_backward = begin_backward
+        self._key = path
 
     def __enter__(self):
         self._key, self._marks, self._start = None, [], self._now()
@@ -95,9 +86,16 @@ def hook_cost(device: str, repeats: int = 20) -> float:
     stack = nn.Sequential(*[nn.Identity() for _ in range(64)]).to(device)
     x = torch.zeros(1, device=device)
     plain = median(_timed(device, lambda: _plain_step(stack, (x,), {}, False, None)) for _ in range(repeats))
-    hooked = median(_timed(device, lambda: forward(stack, (x,), {}, device, Stopwatch(device)))
+    hooked = median(_timed(device, lambda: _watched(stack, (x,), {}, device, Stopwatch(device)))
                     for _ in range(repeats))
     return max(0.0, (hooked - plain) / 65)  # 64 identities and the Sequential itself
+
+
+def _watched(module: nn.Module, args, kwargs, device: str, watch: Stopwatch, train: bool = False):
+    """One hooked forward (and backward) with the stopwatch listening to the recorder."""
+    with watch:
+        _, recorder = forward(module, args, kwargs, device, listeners=(watch,), train=train)
+    return recorder
 
 
 def _loss(out) -> torch.Tensor:
@@ -132,7 +130,7 @@ def measure(module: nn.Module, args, kwargs, device: str, train: bool, optimizer
     while len(whole) < repeats or (time.perf_counter() - started < budget_s and len(whole) < 50):
         watch = Stopwatch(device)
         synchronize(device)
-        _, recorder = forward(module, args, kwargs, device, watch, train=train)
+        recorder = _watched(module, args, kwargs, device, watch, train)
         seconds = watch.seconds()
         if train and optimizer is not None:
             seconds["optimizer"] = _timed(device, lambda: (optimizer.step(), optimizer.zero_grad(set_to_none=True)))

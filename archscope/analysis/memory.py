@@ -17,7 +17,6 @@ an element instead of 4. An optimizer's own temporaries during ``step()`` are no
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 import weakref
@@ -33,9 +32,10 @@ from archscope.analysis.hooks import Recorder
 from archscope.analysis.known_values import KnownValues
 from archscope.analysis.records import Result
 from archscope.analysis.rows import build_rows, per_row
-from archscope.analysis.run import RefuseMixedDtypes, running_mode
+from archscope.analysis.modes import mode_stack
+from archscope.analysis.run import follow_made_values
 from archscope.dispatch import DispatchMode
-from archscope.errors import UsageError, first_line, is_meta_limitation
+from archscope.errors import UsageError, first_line
 from archscope.inputs import resolve_inputs
 from archscope.models import load_model
 
@@ -151,12 +151,12 @@ class _Live(DispatchMode):
 class _OpOrder(DispatchMode):
     """Numbers the ops of a forward; remembers when each parameter is first used, which
     storages feed convolutions and matrix products (what autocast would cast), and whose call
-    path each op ran in (``owner.attribute_to``, set by the tracer's hooks)."""
+    path each op ran in (the recorder's ``current``)."""
 
-    def __init__(self, weights: Dict[int, int], owner=None):
+    def __init__(self, weights: Dict[int, int], recorder=None):
         super().__init__()
         self.weights = weights  # parameter storage → bytes
-        self.owner = owner
+        self.recorder = recorder
         self.index = 0
         self.paths: List[Optional[str]] = [None]  # op index → call path
         self.first_use: Dict[int, int] = {}
@@ -164,7 +164,7 @@ class _OpOrder(DispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.index += 1
-        self.paths.append(self.owner.attribute_to if self.owner is not None else None)
+        self.paths.append(self.recorder.current if self.recorder is not None else None)
         matmul = func._overloadpacket.__name__ in _AUTOCAST_OPS
         for t in tree_leaves(args):
             if isinstance(t, torch.Tensor):
@@ -205,8 +205,8 @@ def _training_activations(model, args, kwargs, amp: bool, known=None) -> _Saved:
                for t in stand_ins.values() if t.requires_grad}
     frozen = {t.untyped_storage()._cdata for t in stand_ins.values()}
     counter = FlopCounter()
-    recorder = Recorder(model, counter)  # tells the counter (and so the op order) whose call runs now
-    order = _OpOrder(weights, counter)
+    recorder = Recorder(model, counter)  # owns whose call runs now; tells the counter
+    order = _OpOrder(weights, recorder)
     saved: Dict[int, tuple] = {}  # storage → (index of the op that saved it, bytes)
 
     sizes: Dict[int, int] = {}  # storage → element size
@@ -218,12 +218,12 @@ def _training_activations(model, args, kwargs, amp: bool, known=None) -> _Saved:
         if key not in frozen and key not in saved:
             saved[key] = (order.index, t.untyped_storage().nbytes())
             sizes[key] = t.element_size()
-            owners[key] = counter.attribute_to
+            owners[key] = recorder.current
         return t
 
     try:
-        with running_mode(model, True), torch.enable_grad(), counter, order, RefuseMixedDtypes(), \
-                torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), _values(known):
+        with mode_stack(model, train=True, meta=True, counter=counter, observers=(order,),
+                        saved_tensors=(pack, lambda t: t), known=_values(known)):
             torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
     finally:
         recorder.remove()
@@ -256,7 +256,7 @@ def _training_activations(model, args, kwargs, amp: bool, known=None) -> _Saved:
 
 def _values(known):
     """The innermost mode, when the input's made values are followed (it must see ops before any cache)."""
-    return contextlib.nullcontext() if known is None else KnownValues(known)
+    return None if known is None else KnownValues(known)
 
 
 def _inference_peak(model, args, kwargs, known=None) -> int:
@@ -265,7 +265,7 @@ def _inference_peak(model, args, kwargs, known=None) -> int:
     for t in tree_leaves((args, kwargs)):
         if isinstance(t, torch.Tensor):
             live.track(t)
-    with running_mode(model, False), torch.no_grad(), live, RefuseMixedDtypes(), _values(known):
+    with mode_stack(model, train=False, meta=True, observers=(live,), known=_values(known)):
         out = torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
     del out
     return live.peak
@@ -310,15 +310,11 @@ def memory(model: Any, batch: Optional[int] = None, optimizer: str = "adam", amp
         inputs = resolve_inputs(input_size, module, loaded.default_input, b)
         args, kw = inputs.make("meta")
         try:
-            # As trace does: a model that read a value of the input made here runs once more, following
-            # those values (known_values.py).
-            for known in (None, inputs.made_values(args, kw)):
-                try:
-                    return inputs, _training_activations(module, args, kw, amp, known), \
-                        _inference_peak(module, args, kw, known)
-                except Exception as error:  # noqa: BLE001 - retried only when it read a value
-                    if known is not None or inputs.real or not is_meta_limitation(error):
-                        raise
+            # The strategies trace uses on meta: a model that read a value of the input made here runs
+            # once more, following those values.
+            return (inputs, *follow_made_values(lambda known: (_training_activations(module, args, kw, amp, known),
+                                                               _inference_peak(module, args, kw, known)),
+                                                inputs, args, kw))
         except Exception as error:  # noqa: BLE001 - the model's own failure, in one line
             raise UsageError(f"{loaded.label} cannot run a training forward on meta at batch {b}: "
                              f"{first_line(error)}") from error

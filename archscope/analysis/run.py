@@ -7,12 +7,11 @@ train mode, and for a training step the backward pass too.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
@@ -21,8 +20,8 @@ from archscope.analysis.counter import FlopCounter
 from archscope.analysis.flow import Flow
 from archscope.analysis.hooks import Recorder
 from archscope.analysis.known_values import KnownValues
+from archscope.analysis.modes import mode_stack
 from archscope.analysis.receptive import ReceptiveFields, mark_input
-from archscope.dispatch import DispatchMode
 from archscope.errors import UsageError, first_line, is_meta_limitation
 from archscope.inputs import Inputs, tensors_in
 from archscope.models.build import fresh_lazy_tensors
@@ -36,25 +35,6 @@ def check_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for but no CUDA GPU is available: use --device meta or cpu")
     return device
-
-
-class RefuseMixedDtypes(DispatchMode):
-    """Meta kernels skip the dtype check a CPU or CUDA kernel makes: a half-precision model fed a
-    float32 input runs on meta and would be counted at the wrong bytes. On meta, a matrix product
-    or convolution whose floating operands differ in dtype raises as the real kernel would."""
-
-    CHECKED = {"mm", "addmm", "bmm", "baddbmm", "addbmm", "mv", "addmv", "dot", "convolution", "_convolution"}
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func._overloadpacket.__name__
-        if name.rstrip("_") in self.CHECKED:
-            found = sorted({str(t.dtype).removeprefix("torch.") for t in torch.utils._pytree.tree_leaves(args)
-                            if isinstance(t, torch.Tensor) and t.is_floating_point()})
-            if len(found) > 1:
-                raise RuntimeError(f"{name} was given operands of different dtypes ({' and '.join(found)}), which a "
-                                   "CPU or CUDA kernel refuses: cast the input to the model's dtype, or the model "
-                                   "to the input's")
-        return func(*args, **(kwargs or {}))
 
 
 # --------------------------------------------------------------------------- one attempt, with fallback
@@ -72,83 +52,179 @@ class Attempt:
     counter: Optional[FlopCounter] = None
 
 
-def attempt(loaded, inputs: Inputs, device: str, counter: Optional[FlopCounter] = None, train: bool = False,
-            rf: bool = False, flow_depth: Optional[int] = None, dtype: Optional[torch.dtype] = None,
-            prefer_cpu: bool = True) -> Attempt:  # prefer_cpu: a small model passed in on CPU runs there
-    """Run once on ``device``; if the meta device itself is the obstacle (data-dependent
-    code), run again on CPU with real weights, on a copy, and say so in ``note``. ``dtype``: the
-    model's floating parameters and buffers are taken at that dtype (stand-ins on meta, a cast copy elsewhere).
+@dataclass(frozen=True)
+class RunOptions:
+    """How one analysis wants the model run: where, in which mode, what else to follow."""
 
-    A user's own object is never run on a real device: a copy is (buffers a forward
-    updates, hooks' side effects and modes stay as they were on the original)."""
-    module = loaded.module
-    values = "the input was real data (--input-data)" if inputs.real else \
-        "the input was all zeros, so data-dependent branches followed zeros (give real inputs with --input-data)"
-    if isinstance(module, torch.jit.ScriptModule):
-        return _scripted(module, inputs, device, counter, train, rf, flow_depth, values, dtype)
-    if device == "meta" and _has_lazy_parameters(module):
-        # Lazy parameters take their shapes from the first input, and a meta input has every shape they
-        # need: a copy on meta learns them from one plain forward, then is traced like any meta model.
-        note = "the model has uninitialised lazy parameters: their shapes were taken from this input, on meta"
-        return _run(lambda: _materialized_on_meta(module, inputs), inputs, "meta", counter, note, train, rf,
-                    flow_depth, dtype)
-    if device != "meta":
-        note = None if loaded.rebuild is not None else f"a copy of the model ran on {device}"
-        note = f"{note}; {values}" if note else values
-        return _run(lambda: module if loaded.rebuild is not None else _copy(module, device), inputs, device, counter,
-                    note, train, rf, flow_depth, dtype)
+    device: str = "meta"
+    train: bool = False  # a training step: train mode, then the backward of the sum of the outputs
+    rf: bool = False  # follow receptive fields
+    flow_depth: Optional[int] = None  # record the dataflow between module calls at this depth
+    dtype: Optional[torch.dtype] = None  # the model's floating tensors taken at this dtype
+    prefer_cpu: bool = True  # a small model passed in with CPU weights runs there rather than on meta
 
-    if prefer_cpu and loaded.passed_in and not train and dtype is None and _small_on_cpu(module, inputs):
-        # A prebuilt model with its weights on CPU and a small forward: running it for real is faster
-        # than PyTorch's Python meta kernels (an LSTM's 50 steps: 1 ms against 400). Its parameters are
-        # shared (no gradients, nothing writes them) and its buffers copied; the numbers are the same.
-        run = _run(lambda: module, inputs, "cpu", counter, None, train, rf, flow_depth, shared=True)
-        if run.error is None:
-            if counter is not None and counter.data_dependent:  # it read the input's values: say which
-                run.note = f"a small model with its weights on CPU ran there rather than on meta; {values}"
-            return run
-        counter = counter.fresh() if counter else None  # a failure is diagnosed on meta, as for any model
-    run = _run(lambda: module, inputs, "meta", counter, None, train, rf, flow_depth, dtype)
-    if run.error is not None and is_meta_limitation(run.error) and not inputs.real:
-        # It read a value. If it was one of the input archscope made (zeros, a mask of ones), meta can
-        # answer it: once more on meta, following those values (a second pass only for such models).
-        retry = _run(lambda: module, inputs, "meta", counter.fresh() if counter else None, None, train, rf,
-                     flow_depth, dtype, follow_values=True)
-        if retry.error is None or not is_meta_limitation(retry.error):
-            return retry
-    if run.error is None or not is_meta_limitation(run.error):
+
+@dataclass
+class _Plan:
+    """One model and input going through the strategies: what each needs, and the meta failure, if any."""
+
+    loaded: Any
+    inputs: Inputs
+    options: RunOptions
+    counter: Optional[FlopCounter]
+    meta_failure: Optional[Attempt] = None  # the plain meta run, when the meta device was the obstacle
+
+    @property
+    def module(self) -> nn.Module:
+        return self.loaded.module
+
+    @property
+    def values(self) -> str:
+        return ("the input was real data (--input-data)" if self.inputs.real else
+                "the input was all zeros, so data-dependent branches followed zeros (give real inputs with "
+                "--input-data)")
+
+    def fresh_counter(self) -> Optional[FlopCounter]:
+        """A strategy after a failed one counts afresh (the failed run's partial counts are not kept)."""
+        self.counter = self.counter.fresh() if self.counter is not None else None
+        return self.counter
+
+    def run(self, get_module, device: str, note: Optional[str], **how) -> Attempt:
+        return _run(get_module, self.inputs, device, self.counter, note, self.options, **how)
+
+
+# Each strategy returns the Attempt to keep, or None to hand the model to the next. In this order:
+def _as_scripted(plan: _Plan) -> Optional[Attempt]:
+    """TorchScript runs where its weights are; the FLOP counter sees its ops, no hook fires inside it."""
+    if not isinstance(plan.module, torch.jit.ScriptModule):
+        return None
+    module, options = plan.module, plan.options
+    if options.train:
+        raise UsageError("a TorchScript module's training step would write gradients into it: trace it without "
+                         "--train, or pass the Python model")
+    where = next((t.device.type for t in module.parameters()), "cpu")
+    if options.device not in ("meta", where):
+        raise UsageError(f"this TorchScript module lives on {where}: trace it with --device {where} or meta")
+    note = (f"a TorchScript module: it ran on {where} (it cannot move to meta); module hooks do not fire inside "
+            "TorchScript, so all its work is one row and per-layer shapes are lost (pass the Python model for "
+            f"per-layer rows); {plan.values}")
+    # At a --dtype the inputs are cast, so the module must be too: a cast copy (never the user's object).
+    return plan.run(lambda: module if options.dtype is None else _scripted_copy(module, options.dtype), where, note,
+                    scripted=True, cast=False)
+
+
+def _lazy_on_meta(plan: _Plan) -> Optional[Attempt]:
+    """Lazy parameters take their shapes from the first input, and a meta input has every shape they
+    need: a copy on meta learns them from one plain forward, then is traced like any meta model."""
+    if plan.options.device != "meta" or not _has_lazy_parameters(plan.module):
+        return None
+    note = "the model has uninitialised lazy parameters: their shapes were taken from this input, on meta"
+    return plan.run(lambda: _materialized_on_meta(plan.module, plan.inputs), "meta", note)
+
+
+def _on_real_device(plan: _Plan) -> Optional[Attempt]:
+    """--device cpu/cuda: a rebuild (a name) or a copy (the user's object) runs there."""
+    device = plan.options.device
+    if device == "meta":
+        return None
+    rebuilt = plan.loaded.rebuild is not None
+    note = plan.values if rebuilt else f"a copy of the model ran on {device}; {plan.values}"
+    return plan.run(lambda: plan.module if rebuilt else _copy(plan.module, device), device, note)
+
+
+def _small_on_cpu_first(plan: _Plan) -> Optional[Attempt]:
+    """A prebuilt model with its weights on CPU and a small forward: running it for real is faster
+    than PyTorch's Python meta kernels (an LSTM's 50 steps: 1 ms against 400). Its parameters are
+    shared (no gradients, nothing writes them) and its buffers copied; the numbers are the same."""
+    options = plan.options
+    if not (options.prefer_cpu and plan.loaded.passed_in and not options.train and options.dtype is None
+            and _small_on_cpu(plan.module, plan.inputs)):
+        return None
+    run = plan.run(lambda: plan.module, "cpu", None, shared=True)
+    if run.error is None:
+        if plan.counter is not None and plan.counter.data_dependent:  # it read the input's values: say which
+            run.note = f"a small model with its weights on CPU ran there rather than on meta; {plan.values}"
         return run
-    why = first_line(run.error)
+    plan.fresh_counter()  # a failure is diagnosed on meta, as for any model
+    return None
+
+
+def _on_meta(plan: _Plan) -> Optional[Attempt]:
+    run = plan.run(lambda: plan.module, "meta", None)
+    if run.error is not None and is_meta_limitation(run.error):
+        plan.meta_failure = run  # the meta device itself was the obstacle: the strategies below may help
+        return None
+    return run
+
+
+def _on_meta_with_known_values(plan: _Plan) -> Optional[Attempt]:
+    """It read a value. If it was one of the input archscope made (zeros, a mask of ones), meta can
+    answer it: once more on meta, following those values (a second pass only for such models)."""
+    if plan.meta_failure is None or plan.inputs.real:
+        return None
+    plan.fresh_counter()
+    retry = plan.run(lambda: plan.module, "meta", None, follow_values=True)
+    return retry if retry.error is None or not is_meta_limitation(retry.error) else None
+
+
+def _on_cpu_instead(plan: _Plan) -> Optional[Attempt]:
+    """The meta device cannot run it: a rebuild with random weights, or a copy with its own, on CPU."""
+    if plan.meta_failure is None:
+        return None
+    why = first_line(plan.meta_failure.error)
+    module = plan.module
     weights = sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
     if weights > CPU_FALLBACK_BYTES:
         raise UsageError(f"this model cannot run on the meta device ({why}), and running it on CPU instead would "
                          f"need {weights / 2**30:.1f} GiB of weights: give it a smaller size (fewer layers, "
                          "--arg ...) or trace it where it fits (--device cuda)")
-    if loaded.rebuild is not None:
-        note = f"this model cannot run on the meta device ({why}); rebuilt and traced on CPU with random weights; {values}"
-        return _run(lambda: loaded.rebuild("cpu"), inputs, "cpu", counter.fresh() if counter else None, note, train, rf, flow_depth, dtype)
-    note = f"this model cannot run on the meta device ({why}); a copy was traced on CPU with its weights; {values}"
-    return _run(lambda: _copy(module, "cpu"), inputs, "cpu", counter.fresh() if counter else None, note, train, rf, flow_depth, dtype)
+    plan.fresh_counter()
+    if plan.loaded.rebuild is not None:
+        note = (f"this model cannot run on the meta device ({why}); rebuilt and traced on CPU with random weights; "
+                f"{plan.values}")
+        return plan.run(lambda: plan.loaded.rebuild("cpu"), "cpu", note)
+    note = f"this model cannot run on the meta device ({why}); a copy was traced on CPU with its weights; {plan.values}"
+    return plan.run(lambda: _copy(module, "cpu"), "cpu", note)
 
 
-def _scripted(module, inputs: Inputs, device: str, counter, train: bool, rf: bool, flow_depth, values: str,
-              dtype: Optional[torch.dtype] = None) -> Attempt:
-    """A TorchScript module runs where its weights are (it cannot move to meta); the FLOP counter
-    sees its ops at dispatch level, but no module hook fires inside it."""
-    if train:
-        raise UsageError("a TorchScript module's training step would write gradients into it: trace it without "
-                         "--train, or pass the Python model")
-    where = next((t.device.type for t in module.parameters()), "cpu")
-    if device not in ("meta", where):
-        raise UsageError(f"this TorchScript module lives on {where}: trace it with --device {where} or meta")
-    note = (f"a TorchScript module: it ran on {where} (it cannot move to meta); module hooks do not fire inside "
-            "TorchScript, so all its work is one row and per-layer shapes are lost (pass the Python model for "
-            f"per-layer rows); {values}")
-    if counter is not None:
-        counter.attribute_to = ""
-    # At a --dtype the inputs are cast, so the module must be too: a cast copy (never the user's object).
-    return _run(lambda: module if dtype is None else _scripted_copy(module, dtype), inputs, where, counter, note,
-                train, rf, flow_depth, scripted=True)
+STRATEGIES = (
+    ("scripted", _as_scripted),
+    ("lazy", _lazy_on_meta),
+    ("real device", _on_real_device),
+    ("small on CPU", _small_on_cpu_first),
+    ("meta", _on_meta),
+    ("meta with known values", _on_meta_with_known_values),
+    ("CPU rebuild", _on_cpu_instead),
+)
+
+
+def attempt(loaded, inputs: Inputs, options: Optional[RunOptions] = None,
+            counter: Optional[FlopCounter] = None) -> Attempt:
+    """Run once, by the first of ``STRATEGIES`` that takes the model: on the requested device; and
+    if the meta device itself is the obstacle (data-dependent code), on meta following the values
+    of the input archscope made, else on CPU with real weights, and say so in ``note``. The model's
+    floating tensors are taken at ``options.dtype`` (stand-ins on meta, a cast copy elsewhere).
+
+    A user's own object is never run on a real device: a copy is (buffers a forward
+    updates, hooks' side effects and modes stay as they were on the original)."""
+    plan = _Plan(loaded, inputs, options or RunOptions(), counter)
+    for _name, strategy in STRATEGIES:
+        run = strategy(plan)
+        if run is not None:
+            return run
+    return plan.meta_failure  # no strategy could do better than the meta run's own failure
+
+
+def follow_made_values(try_once, inputs: Inputs, args: tuple, kwargs: dict):
+    """The strategies "meta" then "meta with known values" for an analysis that runs its own meta
+    pass (memory): ``try_once(known)`` runs it; when it failed only because it read a value of
+    the input archscope made, once more following those values (known_values.py)."""
+    try:
+        return try_once(None)
+    except Exception as error:  # noqa: BLE001 - retried only when it read a value
+        if inputs.real or not is_meta_limitation(error):
+            raise
+    return try_once(inputs.made_values(args, kwargs))
 
 
 def _scripted_copy(module, dtype: torch.dtype):
@@ -159,12 +235,12 @@ def _scripted_copy(module, dtype: torch.dtype):
     return copied
 
 
-def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = False, rf: bool = False,
-         flow_depth: Optional[int] = None, dtype: Optional[torch.dtype] = None, shared: bool = False,
-         scripted: bool = False, follow_values: bool = False) -> Attempt:
+def _run(get_module, inputs: Inputs, device: str, counter, note, options: RunOptions, shared: bool = False,
+         scripted: bool = False, follow_values: bool = False, cast: bool = True) -> Attempt:
+    dtype = options.dtype
     try:
         module = get_module()
-        if dtype is not None and device != "meta":
+        if cast and dtype is not None and device != "meta":
             module = module.to(dtype)  # a copy or a fresh build: never the user's own object
     except UsageError:
         raise
@@ -176,8 +252,9 @@ def _run(get_module, inputs: Inputs, device: str, counter, note, train: bool = F
         raise UsageError(f"could not allocate the input on {device}: {first_line(error)}") from error
     try:
         known = inputs.made_values(args, kwargs) if follow_values else None
-        out, rec = forward(module, args, kwargs, device, counter, train=train, rf=rf, flow_depth=flow_depth,
-                           dtype=dtype, shared=shared, scripted=scripted, known=known)
+        out, rec = forward(module, args, kwargs, device, counter, train=options.train, rf=options.rf,
+                           flow_depth=options.flow_depth, dtype=dtype if cast else None, shared=shared,
+                           scripted=scripted, known=known)
         if rec.known is not None and rec.known.answered:
             read = ("the model read its input's values, which archscope knows on meta for the input it made "
                     "(zeros; masks of ones): its branches followed those (give real inputs with --input-data)")
@@ -247,7 +324,7 @@ def _has_lazy_parameters(model: nn.Module) -> bool:
 def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: Optional[FlopCounter] = None,
             train: bool = False, rf: bool = False, flow_depth: Optional[int] = None,
             dtype: Optional[torch.dtype] = None, shared: bool = False, scripted: bool = False,
-            known: Optional[list] = None):
+            known: Optional[list] = None, listeners: Sequence[Any] = ()):
     """One forward call with hooks, in eval mode and without autograd; with ``train``, in
     train mode followed by a backward pass of the sum of the outputs (the counter keeps
     its FLOPs apart). On ``meta``, a model with real tensors (or any model, with ``train``:
@@ -255,30 +332,25 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
     stand-ins (at ``dtype``, when given), so nothing of it changes; ``shared``: a user's model runs on
     its own parameters with copies of its buffers (an eval forward writes nothing else). Returns ``(output, recorder)``; on failure the
     recorder rides on the exception as ``__archscope_recorder__`` (the diagnosis reads its stack)."""
-    recorder = Recorder(model, counter, tag_autograd=train, fields=rf)
-    if scripted and counter is not None:
-        counter.attribute_to = ""  # no hook will say whose ops run: the scripted root's
-    mode = running_mode(model, train)
-    grad = torch.enable_grad() if train else torch.no_grad()
-    fields = contextlib.nullcontext()
+    recorder = Recorder(model, counter, tag_autograd=train, fields=rf, listeners=tuple(listeners))
+    if scripted:
+        recorder.charge("")  # no hook will say whose ops run: the scripted root's
+    observers = []
     if rf:
         for x in list(args) + list(kwargs.values()):
             mark_input(x)
-        fields = recorder.receptive = ReceptiveFields()
-    flow = contextlib.nullcontext()
+        recorder.receptive = ReceptiveFields()
+        observers.append(recorder.receptive)
     if flow_depth is not None:  # inside the counter, so that each node's FLOPs are the counter's growth
-        flow = recorder.flow = Flow(flow_depth, counter)
-        flow.start(args, kwargs)
+        recorder.flow = Flow(flow_depth, counter)
+        recorder.flow.start(args, kwargs)
+        observers.append(recorder.flow)
+    meta = device == "meta"
+    if meta and known is not None:
+        recorder.known = KnownValues(known)
     try:
-        dtypes = RefuseMixedDtypes() if device == "meta" else contextlib.nullcontext()
-        # Innermost: it answers reads of values it knows before any mode below would fail on them.
-        values = contextlib.nullcontext()
-        if device == "meta" and known is not None:
-            values = recorder.known = KnownValues(known)
-        with mode, grad, library_warnings_silenced(), (counter or contextlib.nullcontext()), fields, flow, dtypes, \
-                values:
-            if device == "meta" and (train or dtype is not None
-                                     or any(t.device.type != "meta" for _, t in _named_tensors(model))):
+        with mode_stack(model, train=train, meta=meta, counter=counter, observers=observers, known=recorder.known):
+            if meta and (train or dtype is not None or any(t.device.type != "meta" for _, t in _named_tensors(model))):
                 stand_ins = {n: torch.empty_like(t, device="meta", dtype=dtype if dtype is not None and
                                                  t.is_floating_point() else t.dtype).requires_grad_(t.requires_grad)
                              for n, t in _named_tensors(model)}
@@ -308,25 +380,12 @@ def _backward(out, recorder: Recorder, counter: Optional[FlopCounter]) -> None:
         raise UsageError("a training step needs an output that depends on trainable parameters; this model has none")
     loss = sum(t.sum() for t in leaves)  # sums are reductions: no FLOPs by the convention
     recorder.hook_backward(loss)
+    recorder.charge(None)
     if counter is not None:
-        counter.attribute_to = None
         counter.begin_backward()
     loss.backward()
     if counter is not None:
         counter.end_backward()
-
-
-@contextlib.contextmanager
-def running_mode(model: nn.Module, training: bool):
-    """Run in train mode (dropout, BatchNorm batch statistics, auxiliary heads) or eval mode,
-    then restore every module's own training flag exactly."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.train(training)
-    try:
-        yield
-    finally:
-        for m, flag in modes:
-            m.training = flag
 
 
 def _named_tensors(model: nn.Module):

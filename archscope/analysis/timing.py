@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -41,6 +41,25 @@ _DTYPE_OF = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
 @dataclass
+class Cost:
+    """What some ops cost on a piece of hardware; costs add."""
+
+    flops: int = 0
+    bytes: int = 0
+    ops: int = 0  # kernels launched (views and metadata queries are not kernels)
+    compute_s: float = 0.0  # Σ over its ops of the compute term, where it is the largest
+    memory_s: float = 0.0  # Σ of the memory term, where it is the largest
+    kernel_s: float = 0.0  # Σ of a pooling/normalisation kernel's measured-rate term, where it is the largest
+    overhead_s: float = 0.0  # Σ of the per-op overhead
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(*(a + b for a, b in zip(astuple(self), astuple(other))))
+
+
+COST_FIELDS = tuple(f.name for f in fields(Cost))
+
+
+@dataclass
 class TimeRow:
     name: str
     type: str
@@ -55,6 +74,15 @@ class TimeRow:
     overhead_s: float  # Σ of the per-op overhead
     kind: str = "module"
     measured_s: Optional[float] = None
+
+    @classmethod
+    def of(cls, name: str, type_: str, depth: int, output_shape: Any, cost: Cost, **extra) -> "TimeRow":
+        return cls(name, type_, depth, output_shape, int(cost.flops), int(cost.bytes), int(cost.ops), cost.compute_s,
+                   cost.memory_s, cost.kernel_s, cost.overhead_s, **extra)
+
+    @property
+    def cost(self) -> Cost:
+        return Cost(*(getattr(self, f) for f in COST_FIELDS))
 
     @property
     def predicted_s(self) -> float:
@@ -129,10 +157,7 @@ class TimeReport(Result):
         return "; ".join(why) or None
 
     def total(self) -> TimeRow:
-        total = TimeRow("total", "", 0, None, sum(r.flops for r in self.rows), sum(r.bytes for r in self.rows),
-                        sum(r.ops for r in self.rows), sum(r.compute_s for r in self.rows),
-                        sum(r.memory_s for r in self.rows), sum(r.kernel_s for r in self.rows),
-                        sum(r.overhead_s for r in self.rows), kind="total")
+        total = TimeRow.of("total", "", 0, None, sum((r.cost for r in self.rows), Cost()), kind="total")
         if self.measured_on is not None:
             total.measured_s = sum(r.measured_s or 0.0 for r in self.rows)
         return total
@@ -200,19 +225,19 @@ def op_terms(op: OpCost, hw: Hardware, dtype: str, training: bool = False):
     return op.flops / peak, memory, kernel, overhead
 
 
-def _row_costs(ops: List[OpCost], hw: Hardware, dtype: str, training: bool = False):
-    """Per key: [flops, bytes, ops, compute_s, memory_s, kernel_s, overhead_s]; each op's time goes
-    to whichever of its compute, memory and kernel terms is the largest."""
-    by_key: Dict[Any, List[float]] = {}
+def op_cost(op: OpCost, hw: Hardware, dtype: str, training: bool = False) -> Cost:
+    """One op's cost: its time goes to whichever of its compute, memory and kernel terms is the largest."""
+    *terms, overhead = op_terms(op, hw, dtype, training)
+    largest = max(range(3), key=terms.__getitem__)  # on a tie, the first: compute, then memory
+    split = [terms[i] if i == largest else 0.0 for i in range(3)]
+    return Cost(op.flops, op.bytes, 1, *split, overhead)
+
+
+def _row_costs(ops: List[OpCost], hw: Hardware, dtype: str, training: bool = False) -> Dict[Any, Cost]:
+    """Per attribution key, the sum of its ops' costs."""
+    by_key: Dict[Any, Cost] = {}
     for op in ops:
-        *terms, overhead = op_terms(op, hw, dtype, training)
-        acc = by_key.setdefault(op.key, [0, 0, 0, 0.0, 0.0, 0.0, 0.0])
-        acc[0] += op.flops
-        acc[1] += op.bytes
-        acc[2] += 1
-        largest = max(range(3), key=lambda i: terms[i])
-        acc[3 + largest] += terms[largest]
-        acc[6] += overhead
+        by_key[op.key] = by_key.get(op.key, Cost()) + op_cost(op, hw, dtype, training)
     return by_key
 
 
@@ -236,10 +261,10 @@ def _count_optimizer_step(module: nn.Module, counter: FlopCounter, name: str, dt
     if not params:
         return
     optimizer = _optimizer(name, params, foreach)
-    counter.attribute_to = _OPTIMIZER_KEY
+    counter.path_changed(_OPTIMIZER_KEY)  # no recorder here: the step is no module's call
     with counter:
         optimizer.step()
-    counter.attribute_to = None
+    counter.path_changed(None)
 
 
 # --------------------------------------------------------------------------- the command
@@ -286,15 +311,14 @@ def time_model(model: Any, batch: Optional[int] = None, dtype: str = "fp32", tra
     if measure:
         seconds, whole, per_call, reps, measured_on, spread = _measure(loaded, inputs, torch_dtype, train,
                                                                         optimizer, repeats)
-    also = [{k: v[2] for k, v in costs.items()}] + ([seconds] if seconds else [])
+    also = [{k: c.ops for k, c in costs.items()}] + ([seconds] if seconds else [])
     layer_rows = build_rows(run.module, run.recorder, counter.by_key, depth, root_label=type(run.module).__name__,
                             also=also)
     rows = _time_rows(layer_rows, costs, seconds)
     if train:
         opt_costs = _row_costs([op for op in counter.ops if op.key is _OPTIMIZER_KEY], hardware, dtype)  # no autograd
-        c = opt_costs.get(_OPTIMIZER_KEY, [0, 0, 0, 0.0, 0.0, 0.0, 0.0])
-        rows.append(TimeRow(OPTIMIZER_ROW, optimizer, 0, None, int(c[0]), int(c[1]), int(c[2]), *c[3:],
-                            kind="other", measured_s=None if seconds is None else seconds.get("optimizer", 0.0)))
+        rows.append(TimeRow.of(OPTIMIZER_ROW, optimizer, 0, None, opt_costs.get(_OPTIMIZER_KEY, Cost()), kind="other",
+                               measured_s=None if seconds is None else seconds.get("optimizer", 0.0)))
     batch_size = inputs.batch_size or batch or 1  # real data (--input-data) says its own batch
     note = "; ".join(n for n in (loaded.note, run.note) if n) or None
     return TimeReport(loaded.label, inputs.describe(), batch_size, dtype, train, hardware, rows, depth,
@@ -302,17 +326,17 @@ def time_model(model: Any, batch: Optional[int] = None, dtype: str = "fp32", tra
                       None if spread is None else list(spread))
 
 
-def _time_rows(layer_rows: List[LayerRow], costs: Dict[Any, List[float]], seconds: Optional[Dict]) -> List[TimeRow]:
-    columns = [per_row(layer_rows, {k: v[i] for k, v in costs.items()}) for i in range(7)]
+def _time_rows(layer_rows: List[LayerRow], costs: Dict[Any, Cost], seconds: Optional[Dict]) -> List[TimeRow]:
+    # per_row gives each row what its own keys (and, for a collapsed row, its members') hold, one field at a time
+    columns = {f: per_row(layer_rows, {k: getattr(c, f) for k, c in costs.items()}) for f in COST_FIELDS}
     measured = per_row(layer_rows, {k: v for k, v in seconds.items() if k != "optimizer"}) if seconds else None
     rows = []
     for i, r in enumerate(layer_rows):
-        flops, nbytes, ops, compute, memory, kernel, overhead = (col[i] for col in columns)
-        rows.append(TimeRow(r.name, r.type, r.depth, r.output_shape, int(flops), int(nbytes), int(ops), compute,
-                            memory, kernel, overhead, kind=r.kind, measured_s=None if measured is None else measured[i]))
+        cost = Cost(*(columns[f][i] for f in COST_FIELDS))
+        rows.append(TimeRow.of(r.name, r.type, r.depth, r.output_shape, cost, kind=r.kind,
+                               measured_s=None if measured is None else measured[i]))
     if not any(r.name == OUTSIDE for r in rows) and measured is not None and seconds.get(None):
-        rows.append(TimeRow(OUTSIDE, "-", 0, None, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, kind="other",
-                            measured_s=seconds[None]))
+        rows.append(TimeRow.of(OUTSIDE, "-", 0, None, Cost(), kind="other", measured_s=seconds[None]))
     return rows
 
 

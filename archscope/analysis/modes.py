@@ -1,0 +1,87 @@
+"""The modes a traced forward runs under, stacked in one place, in one order.
+
+Every analysis that runs a model (trace, graph, check, time, memory) enters the same stack,
+outermost first:
+
+1. the modules' training flags (train or eval), restored exactly afterwards, last of all;
+2. autograd on (a training step) or off;
+3. library warnings silenced (a model's deprecation chatter is not archscope's output);
+4. the FLOP counter: the outermost dispatch mode, so it counts every op the modes inside it
+   pass on, and ``observers`` (receptive fields, the dataflow, the memory trackers) read its
+   running total as each op passes;
+5. the observers, in the order given;
+6. on meta, the dtype check a real kernel would make (meta kernels skip it);
+7. saved-tensor hooks (a training step's memory), which are not dispatch modes;
+8. innermost, the known values of the input archscope made: it must see a read of a value
+   before any mode outside it would fail on, or cache, that op.
+
+A dispatch mode entered later sees an op first; the order here is that order.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterable, Optional
+
+import torch
+from torch import nn
+
+from archscope.dispatch import DispatchMode
+from archscope.quiet import library_warnings_silenced
+
+
+class RefuseMixedDtypes(DispatchMode):
+    """Meta kernels skip the dtype check a CPU or CUDA kernel makes: a half-precision model fed a
+    float32 input runs on meta and would be counted at the wrong bytes. On meta, a matrix product
+    or convolution whose floating operands differ in dtype raises as the real kernel would."""
+
+    CHECKED = {"mm", "addmm", "bmm", "baddbmm", "addbmm", "mv", "addmv", "dot", "convolution", "_convolution"}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func._overloadpacket.__name__
+        if name.rstrip("_") in self.CHECKED:
+            found = sorted({str(t.dtype).removeprefix("torch.") for t in torch.utils._pytree.tree_leaves(args)
+                            if isinstance(t, torch.Tensor) and t.is_floating_point()})
+            if len(found) > 1:
+                raise RuntimeError(f"{name} was given operands of different dtypes ({' and '.join(found)}), which a "
+                                   "CPU or CUDA kernel refuses: cast the input to the model's dtype, or the model "
+                                   "to the input's")
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def running_mode(model: nn.Module, training: bool):
+    """Run in train mode (dropout, BatchNorm batch statistics, auxiliary heads) or eval mode,
+    then restore every module's own training flag exactly."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.train(training)
+    try:
+        yield
+    finally:
+        for m, flag in modes:
+            m.training = flag
+
+
+def mode_stack(model: nn.Module, *, train: bool, meta: bool, counter: Optional[Any] = None,
+               observers: Iterable[Any] = (), saved_tensors: Optional[Any] = None,
+               known: Optional[Any] = None) -> contextlib.ExitStack:
+    """The stack described above, entered; ``with mode_stack(...):`` runs the forward inside it.
+    ``saved_tensors``: a ``(pack, unpack)`` pair for autograd's saved-tensor hooks."""
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(running_mode(model, train))
+        stack.enter_context(torch.enable_grad() if train else torch.no_grad())
+        stack.enter_context(library_warnings_silenced())
+        if counter is not None:
+            stack.enter_context(counter)
+        for observer in observers:
+            stack.enter_context(observer)
+        if meta:
+            stack.enter_context(RefuseMixedDtypes())
+        if saved_tensors is not None:
+            stack.enter_context(torch.autograd.graph.saved_tensors_hooks(*saved_tensors))
+        if known is not None:
+            stack.enter_context(known)
+    except BaseException:
+        stack.close()
+        raise
+    return stack
