@@ -17,12 +17,12 @@ from archscope.analysis.counter import FlopCounter
 from archscope.analysis.diagnose import diagnose
 from archscope.analysis.records import FLOPS_CONVENTION, LayerRow, Totals, Trace
 from archscope.analysis.rows import build_rows, collapse_rows, packed_weights
-from archscope.analysis.run import Attempt, attempt, check_device
+from archscope.analysis.run import Attempt, RunOptions, attempt, check_device
 from archscope.errors import ModelFailure, UsageError
 from archscope.inputs import Inputs, InputSize, resolve_inputs, shape_of
 from archscope.models import load_model
 
-__all__ = ["FLOPS_CONVENTION", "LayerRow", "Totals", "Trace", "trace"]
+__all__ = ["FLOPS_CONVENTION", "LayerRow", "Totals", "Trace", "trace", "traces"]
 
 
 def trace(
@@ -59,6 +59,22 @@ def trace(
     model_kwargs = {**(model_kwargs or {}), **kwargs}
     loaded, inputs, run = counted_run(model, input_size, depth, device, batch, model_kwargs, dtypes, input_data,
                                       train=train, rf=rf)
+    return _trace_of(loaded, inputs, run, depth, collapse, model_kwargs)
+
+
+def traces(model: Any, depths: List[int], input_size: InputSize = None, device: Optional[str] = None,
+           batch: Optional[int] = None, model_kwargs: Optional[Dict[str, Any]] = None,
+           dtypes: Optional[List[Any]] = None, input_data: Any = None, train: bool = False, rf: bool = False,
+           **kwargs) -> List[Trace]:
+    """``trace`` at each of ``depths``, from one run of the model (the rows of every depth come
+    from the same record)."""
+    model_kwargs = {**(model_kwargs or {}), **kwargs}
+    loaded, inputs, run = counted_run(model, input_size, min(depths), device, batch, model_kwargs, dtypes,
+                                      input_data, train=train, rf=rf)
+    return [_trace_of(loaded, inputs, run, depth, False, model_kwargs) for depth in depths]
+
+
+def _trace_of(loaded, inputs: Inputs, run: Attempt, depth: int, collapse: bool, model_kwargs) -> Trace:
     module, counter = run.module, run.counter
 
     rows = build_rows(module, run.recorder, counter.by_key, depth, root_label=type(module).__name__,
@@ -97,7 +113,7 @@ def counted_run(model: Any, input_size: InputSize, depth: int, device: str, batc
     inputs = resolve_inputs(input_size, loaded.module, loaded.default_input, batch, dtypes, input_data)
     if dtype is not None:
         inputs = inputs.cast(dtype)
-    run = attempt(loaded, inputs, device, counter or FlopCounter(), dtype=dtype, **options)
+    run = attempt(loaded, inputs, RunOptions(device=device, dtype=dtype, **options), counter or FlopCounter())
     if run.error is not None:
         raise failure(run, inputs, loaded)
     return loaded, inputs, run
