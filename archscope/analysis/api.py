@@ -115,7 +115,9 @@ def counted_run(model: Any, input_size: InputSize, depth: int, device: str, batc
         inputs = inputs.cast(dtype)
     run = attempt(loaded, inputs, RunOptions(device=device, dtype=dtype, **options), counter or FlopCounter())
     if run.error is not None:
-        raise failure(run, inputs, loaded)
+        problem = failure(run, inputs, loaded)
+        problem.run, problem.loaded, problem.inputs = run, loaded, inputs  # what ran, for a partial picture
+        raise problem
     return loaded, inputs, run
 
 

@@ -49,12 +49,33 @@ class FlowNode:
     # id → size of each parameter this node (or the run it stands for) holds: a module called N times
     # and collapsed into one ×N node holds its shared parameters once, not N times.
     weights: Dict[int, int] = field(default_factory=dict, repr=False, compare=False)
+    # The calls this node ran inside, outermost first, each as "path#k" (its k-th call); a module
+    # node's own call last. What an interactive view needs to fold the node into any of them.
+    ancestry: List[str] = field(default_factory=list, repr=False, compare=False)
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         d.pop("signature")
         d.pop("weights")
+        d.pop("ancestry")
         return d
+
+
+@dataclass
+class FlowCall:
+    """One call of a module that is not a node at this depth (its work is inside the nodes it ran)."""
+
+    id: str  # "path#k": the k-th call of that path
+    path: str
+    type: str
+    signature: str  # class and configuration: with the shapes, what makes two calls the same block
+    params: int
+    trainable: int
+    weights: Dict[int, int] = field(default_factory=dict, repr=False)
+    input_shape: Any = None
+    output_shape: Any = None
+    flops: int = 0
+    parent: Optional[str] = None  # the call id it ran inside (None: the model's own forward)
 
 
 @dataclass
@@ -88,12 +109,15 @@ class Flow(DispatchMode):
         self.active: Optional[Tuple[FlowNode, int, str]] = None  # node running, counter at its start, its path
         self.nesting = 0  # module calls open inside the active node
         self.parents: List[str] = []  # call paths of the non-node modules running (the innermost last)
+        self.open_calls: List[str] = []  # their call ids, in the same order
+        self.calls: Dict[str, FlowCall] = {}  # call id → the call of a non-node module
+        self._call_counts: Dict[str, int] = {}
 
     # ------------------------------------------------------------------ nodes and edges
 
     def _node(self, kind: str, name: str, type_: str, **fields) -> FlowNode:
         node = FlowNode(f"n{len(self.nodes)}", kind, name, type_, parent=self.parents[-1] if self.parents else None,
-                        **fields)
+                        ancestry=list(self.open_calls), **fields)
         self.nodes.append(node)
         return node
 
@@ -145,19 +169,35 @@ class Flow(DispatchMode):
         leaf = next(iter(module.children()), None) is None
         return leaf and depth < self.depth
 
+    def _call_id(self, path: str) -> str:
+        k = self._call_counts.get(path, 0)
+        self._call_counts[path] = k + 1
+        return f"{path}#{k}"
+
     def enter(self, path: str, module: nn.Module, args, kwargs) -> None:
         if self.active is not None:
             self.nesting += 1
             return
+        inputs = args if args or not kwargs else kwargs
         if not self._is_node(path, module):
+            if path:  # the model's own forward is the page, not a call in it
+                call = self._call_id(path)
+                params = list(module.parameters())
+                self.calls[call] = FlowCall(call, path, type(module).__name__, f"{type(module).__name__}|{module!r}",
+                                            sum(p.numel() for p in params),
+                                            sum(p.numel() for p in params if p.requires_grad),
+                                            {id(p): p.numel() for p in params}, shape_of(inputs),
+                                            flops=self._flops(),  # the counter at its start, until it ends
+                                            parent=self.open_calls[-1] if self.open_calls else None)
+                self.open_calls.append(call)
             self.parents.append(path)
             return
-        inputs = args if args or not kwargs else kwargs
         node = self._node("module", path or type(module).__name__, type(module).__name__,
                           input_shape=shape_of(inputs),
                           params=sum(p.numel() for p in module.parameters()),
                           weights={id(p): p.numel() for p in module.parameters()},
                           signature=f"{type(module).__name__}|{module!r}")
+        node.ancestry.append(self._call_id(path))
         self._wire((args, kwargs), node)
         self.active = (node, self._flops(), path)
 
@@ -165,6 +205,10 @@ class Flow(DispatchMode):
         if self.active is None:
             if self.parents and self.parents[-1] == path:
                 self.parents.pop()
+                if path and self.open_calls:
+                    call = self.calls[self.open_calls.pop()]
+                    call.flops = self._flops() - call.flops
+                    call.output_shape = shape_of(output)
             return
         if self.nesting:
             self.nesting -= 1

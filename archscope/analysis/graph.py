@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional
 from archscope.analysis.api import counted_run
 from archscope.analysis.flow import FlowEdge, FlowNode
 from archscope.analysis.records import Result, Totals
+from archscope.errors import ModelFailure
 from archscope.inputs import InputSize
 
 
@@ -30,9 +31,12 @@ class Graph(Result):
     collapsed: bool = True
     note: Optional[str] = None
     uncounted_ops: Dict[str, int] = field(default_factory=dict)
+    failed: Optional[str] = None  # a model that failed: the id of the node it failed in (what ran is drawn)
+    failure: Optional[str] = None  # and the one-line diagnosis, with its fix
 
     def summary(self) -> str:
-        return f"{self.model} at depth {self.depth}: {len(self.nodes)} nodes, {len(self.edges)} edges"
+        return (f"{self.model} at depth {self.depth}: {len(self.nodes)} nodes, {len(self.edges)} edges"
+                + (f"; failed: {self.failure}" if self.failure else ""))
 
     def node(self, name: str) -> FlowNode:
         """The first node of that name (a call path, or an op's name such as ``cat``)."""
@@ -52,23 +56,33 @@ class Graph(Result):
     def to_dict(self) -> Dict[str, Any]:
         return {"model": self.model, "input_shape": self.input_shape, "device": self.device, "depth": self.depth,
                 "collapsed": self.collapsed, "totals": self.totals.to_dict(), "note": self.note,
-                "uncounted_ops": self.uncounted_ops, "nodes": [n.to_dict() for n in self.nodes],
+                "uncounted_ops": self.uncounted_ops, "failed": self.failed, "failure": self.failure, "nodes": [n.to_dict() for n in self.nodes],
                 "edges": [e.to_dict() for e in self.edges]}
 
 
 def graph(model: Any, input_size: InputSize = None, depth: int = 1, device: str = "meta", batch: Optional[int] = None,
           model_kwargs: Optional[Dict[str, Any]] = None, dtypes: Optional[List[Any]] = None, input_data: Any = None,
-          collapse: bool = True, **kwargs) -> Graph:
+          collapse: bool = True, partial: bool = False, **kwargs) -> Graph:
     """The dataflow graph of one forward, at ``depth`` (1: the model's children). Takes the
-    model and input arguments ``trace`` takes.
+    model and input arguments ``trace`` takes. ``partial``: a model that fails still gives the
+    graph of what ran, with ``failed`` (the node it failed in) and ``failure`` set.
 
     >>> g = graph("alexnet")
     >>> [n.name for n in g.nodes]
     ['input', 'conv', 'view', 'fc', 'output']
     """
     model_kwargs = {**(model_kwargs or {}), **kwargs}
-    loaded, inputs, run = counted_run(model, input_size, depth, device, batch, model_kwargs, dtypes, input_data,
-                                      flow_depth=depth)
+    failed = message = None
+    try:
+        loaded, inputs, run = counted_run(model, input_size, depth, device, batch, model_kwargs, dtypes, input_data,
+                                          flow_depth=depth)
+    except ModelFailure as error:
+        run = getattr(error, "run", None)
+        if not partial or run is None or run.recorder is None or run.recorder.flow is None or \
+                run.recorder.flow.active is None:
+            raise
+        loaded, inputs = error.loaded, error.inputs
+        failed, message = run.recorder.flow.active[0].id, str(error)
     flow = run.recorder.flow
     nodes, edges = flow.nodes, list(flow.edges.values())
     if collapse:
@@ -77,7 +91,8 @@ def graph(model: Any, input_size: InputSize = None, depth: int = 1, device: str 
     trainable = sum(p.numel() for p in run.module.parameters() if p.requires_grad)
     return Graph(loaded.label, inputs.describe(), run.device, depth, nodes, edges,
                  Totals(params, trainable, run.counter.total), collapse,
-                 "; ".join(n for n in (loaded.note, run.note) if n) or None, run.counter.uncounted_ops())
+                 "; ".join(n for n in (loaded.note, run.note) if n) or None, run.counter.uncounted_ops(),
+                 failed, message)
 
 
 def collapse_runs(nodes: List[FlowNode], edges: List[FlowEdge]):

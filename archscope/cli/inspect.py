@@ -24,7 +24,7 @@ from archscope.cli.options import (
     input_options,
     model_kwargs,
 )
-from archscope.errors import UsageError
+from archscope.errors import ModelFailure, UsageError
 
 VIEW_OPTIONS = [
     flag("--train", "Also count one training step: forward in train mode + a real backward pass."),
@@ -307,29 +307,43 @@ def graph_(o):
     if o["output"] is not None:
         check_writable(o["output"])
     picture = diagram(o["model"], color=o["color"], direction=o["direction"], depth=o["depth"], device=o["device"],
-                      batch=o["batch"], model_kwargs=model_kwargs(o), collapse=o["collapse"], **input_options(o))
+                      batch=o["batch"], model_kwargs=model_kwargs(o), collapse=o["collapse"], partial=True,
+                      **input_options(o))
     if o["output"] is None:
         emit(picture.to_dot())
     else:
         err.print(f"wrote {picture.render(o['output'])}", highlight=False, markup=False)
+    if picture.graph.failure:  # what ran is drawn, the failing layer in red; the command still failed
+        raise ModelFailure(picture.graph.failure)
 
 
 PAGE = [
     Opt("output", Annotated[Optional[str], typer.Option(
         "--output", "-o", help="The HTML file to write. Default: MODEL.html in this folder.", show_default=False)],
         None),
-    Opt("depth", Annotated[int, typer.Option("--depth", "-d", help="Depth of the diagram on the page.")], 2),
-    DRAWING[1], DRAWING[2],
+    Opt("depth", Annotated[int, typer.Option(
+        "--depth", "-d", help="Depth the page's diagram opens at (any block opens in place on the page).")], 1),
+    Opt("color", Annotated[str, typer.Option(
+        "--color", help="Shade nodes by: flops | params | memory | time (needs --hw) | none; changeable on the page.")],
+        "flops"),
+    DRAWING[2],
+    Opt("hw", Annotated[Optional[str], typer.Option(
+        "--hw", help="Predict each node's seconds on this hardware (a name from 'archscope time --hw list', or "
+        "peak=…,bandwidth=…).", show_default=False)], None),
 ]
 
 
 @command(app, "report", MODEL, INPUT, INPUT_DATA, BATCH, BUILD, DEVICE, PAGE, run=run)
 def report_(o):
     """One self-contained HTML page to explore a model: totals, diagram, the module tree, checks."""
-    from archscope.report.page import page, page_name
+    from archscope.report.page import build_page, page_name
 
     path = o["output"] or page_name(o["model"])
     check_writable(path)
-    written = page(o["model"], path, depth=o["depth"], color=o["color"], direction=o["direction"], device=o["device"],
-                   batch=o["batch"], model_kwargs=model_kwargs(o), **input_options(o))
-    err.print(f"wrote {written}", highlight=False, markup=False)
+    if o["depth"] < 1:
+        raise UsageError(f"bad --depth {o['depth']}: it must be >= 1")
+    built = build_page(o["model"], depth=o["depth"], color=o["color"], direction=o["direction"], hw=o["hw"],
+                       device=o["device"], batch=o["batch"], model_kwargs=model_kwargs(o), **input_options(o))
+    err.print(f"wrote {built.save(path)}", highlight=False, markup=False)
+    if built.failure:  # the page shows what ran and where it broke; the command still failed
+        raise ModelFailure(built.failure)

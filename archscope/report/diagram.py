@@ -15,6 +15,7 @@ from archscope.analysis.flow import FlowNode
 from archscope.analysis.graph import Graph, graph
 from archscope.errors import ArchscopeError, UsageError
 from archscope.inputs import shape_text
+from archscope.report.page import build_page
 from archscope.report.render import renders
 from archscope.report.text import human
 
@@ -34,7 +35,7 @@ def _shade(share: float) -> str:
 def _label(node: FlowNode, g: Graph) -> str:
     esc = html.escape
     if node.kind in ("input", "output"):
-        return f"<<b>{esc(node.name)}</b><br/>{esc(shape_text(node.output_shape))}>"
+        return _lines([f"<b>{esc(node.name)}</b>", esc(shape_text(node.output_shape))])
     if node.kind == "op":
         cost = f"<br/>{human(node.flops)} FLOPs" if node.flops else ""
         then = f" → {esc(', '.join(node.then))}" if node.then else ""
@@ -48,7 +49,16 @@ def _label(node: FlowNode, g: Graph) -> str:
     if node.flops:
         cost.append(f"{human(node.flops)} FLOPs")
     lines = [f"<b>{esc(name)}</b>", esc(kind + then)] + ([esc(" · ".join(cost))] if cost else [])
-    return "<" + "<br/>".join(lines) + ">"
+    if node.id == g.failed:
+        lines.append('<font color="#c0262d"><b>✗ failed here</b></font>')
+    return _lines(lines)
+
+
+def _lines(lines) -> str:
+    """An HTML-like label of lines, one table row each: with ``<br/>`` between them, cairo draws a
+    bold line's underscores (``vgg_block_1``) on the line below it in PNG and PDF."""
+    rows = "".join(f"<tr><td>{line}</td></tr>" for line in lines)
+    return f'<<table border="0" cellborder="0" cellspacing="0" cellpadding="1">{rows}</table>>'
 
 
 def to_dot(g: Graph, color: str = "flops", direction: str = "TB") -> str:
@@ -59,13 +69,16 @@ def to_dot(g: Graph, color: str = "flops", direction: str = "TB") -> str:
     top = max((getattr(n, color) for n in g.nodes if n.kind == "module"), default=0) if color != "none" else 0
     title = (f"{g.model} — input {shape_text(g.input_shape)} — {g.totals.params:,} params, "
              f"{human(g.totals.flops)} FLOPs" + (f" — shaded by {color}" if color != "none" else ""))
+    failed = f"\\nthe model failed: {_quote(g.failure)}" if g.failure else ""  # a second line of the title
     lines = [
         "digraph archscope {",
         f'  graph [rankdir={direction.upper()}, fontname="Helvetica", fontsize=12, nodesep=0.25, ranksep=0.3, '
-        f'labelloc=t, label="{_quote(title)}"];',
+        f'labelloc=t, label="{_quote(title)}{failed}", fontcolor="{"#c0262d" if g.failure else "#000000"}"];',
         '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10, fillcolor="#ffffff", '
         'color="#555555", margin="0.12,0.04"];',
-        '  edge [fontname="Helvetica", fontsize=8, color="#777777", fontcolor="#444444", arrowsize=0.6];',
+        # decorate: a label is tied to its edge by a line, so on curved edges it never floats between two
+        '  edge [fontname="Helvetica", fontsize=8, color="#777777", fontcolor="#444444", arrowsize=0.6, '
+        'decorate=true];',
     ]
     for node in g.nodes:
         attrs = {"label": _label(node, g)}
@@ -75,6 +88,8 @@ def to_dot(g: Graph, color: str = "flops", direction: str = "TB") -> str:
             attrs.update(shape="ellipse", style="filled", fillcolor='"#eeeeee"', fontsize="9", height="0.3")
         elif top:
             attrs["fillcolor"] = f'"{_shade(getattr(node, color) / top)}"'
+        if node.id == g.failed:
+            attrs.update(color='"#c0262d"', penwidth="3", fillcolor='"#f8d0d0"')
         attrs_text = ", ".join(f"{k}={v}" for k, v in attrs.items())
         lines.append(f"  {node.id} [{attrs_text}];")
     for edge in g.edges:
@@ -125,8 +140,9 @@ def write(dot: str, path: str) -> str:
 class Diagram:
     """A graph with the way it is drawn: ``to_dot()``, ``render(path)``, and inline SVG in Jupyter."""
 
-    def __init__(self, g: Graph, color: str = "flops", direction: str = "TB"):
+    def __init__(self, g: Graph, color: str = "flops", direction: str = "TB", source=None):
         self.graph, self.color, self.direction = g, color, direction
+        self.source = source  # (model, options) it was drawn from: what the interactive view runs again
         to_dot(g, color, direction)  # check the options now, not when it is first drawn
 
     def to_dot(self) -> str:
@@ -141,6 +157,16 @@ class Diagram:
     def _repr_svg_(self) -> Optional[str]:
         return self.svg() if dot_program() is not None else None
 
+    def _repr_html_(self) -> Optional[str]:
+        """In Jupyter, the interactive diagram (open any block in place, search, colour), opened at this depth."""
+        if self.source is None:
+            return None
+        model, options = self.source
+        options = {k: v for k, v in options.items() if k not in ("collapse", "depth", "partial")}
+        color = self.color if self.color in ("flops", "params", "none") else "flops"
+        return build_page(model, depth=self.graph.depth, color=color, direction=self.direction,
+                          sections=("diagram",), **options).fragment
+
     def __repr__(self) -> str:
         modules = sum(1 for n in self.graph.nodes if n.kind == "module")
         return (f"<archscope diagram of {self.graph.model}: {modules} module nodes, {len(self.graph.edges)} edges, "
@@ -149,7 +175,7 @@ class Diagram:
 
 def diagram(model: Any, color: str = "flops", direction: str = "TB", **kwargs) -> Diagram:
     """``archscope.graph(...)``: the diagram of a model; ``kwargs`` are those of ``analysis.graph.graph``."""
-    return Diagram(graph(model, **kwargs), color, direction)
+    return Diagram(graph(model, **kwargs), color, direction, source=(model, kwargs))
 
 
 @renders(Graph, "table")
