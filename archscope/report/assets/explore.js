@@ -457,7 +457,8 @@
     viz = instance;
     return render();
   }).then(function () {
-    state.firstPaintMs = performance.now() - started;
+    state.firstPaintMs = performance.now() - started;  // from this script's start
+    state.readyAt = performance.now();  // from the navigation's start: what a reader waits
     state.ready = true;
     var failedKey = D.failed ? (leaf[D.failed] ? drawnAs(leaf[D.failed]) : D.failed) : null;
     if (failedKey) { selected = failedKey; show(failedKey); markSelected(); }
