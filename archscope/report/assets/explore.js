@@ -201,8 +201,14 @@
       });
     }
     emit(tree, "  ");
+    // A source that feeds many nodes (a transformer's position embeddings, its mask) would pull every
+    // block towards it: its edges are drawn light and do not shape the layout.
+    var fanOut = {};
+    v.edges.forEach(function (e) { fanOut[e.s] = (fanOut[e.s] || 0) + 1; });
     v.edges.forEach(function (e) {
-      lines.push("  " + index[e.s] + " -> " + index[e.t] + " [label=" + quote(e.labels.join(", ")) + "];");
+      // (and carry no label: each label is one more thing to lay out; the source's node says its shape)
+      var attrs = fanOut[e.s] > 4 ? 'constraint=false, style=dashed, color="#c4c4c4"' : "label=" + quote(e.labels.join(", "));
+      lines.push("  " + index[e.s] + " -> " + index[e.t] + " [" + attrs + "];");
     });
     lines.push("}");
     return {dot: lines.join("\n"), top: top, by: by};
