@@ -233,3 +233,31 @@ def test_page_in_a_real_browser(tmp_path, cli):
     assert errors == []
     colors = Image.open(tmp_path / "shot.png").convert("L").getcolors(maxcolors=1 << 16)
     assert colors is not None and len(colors) > 20  # text, table rules, the diagram's shading: not blank
+
+
+def test_resnet50_at_depth_3_folds_each_stages_later_bottlenecks_whole(cli, tmp_path):
+    g = dataflow("tv:resnet50", depth=3)
+    folded = {n.name: (n.count, n.last_name) for n in g.nodes if n.count > 1}
+    # He et al. 2016, table 1: 3, 4, 6, 3 Bottlenecks; each stage's first (downsampling) one is drawn opened
+    assert folded == {f"layer{i}.1": (n - 1, f"layer{i}.{n - 1}") for i, n in zip(range(1, 5), (3, 4, 6, 3))}
+    assert g.node("layer3.0.conv2").type == "Conv2d"
+    block = torchvision_block("layer3")
+    assert g.node("layer3.1").params == sum(p.numel() for b in list(block.children())[1:] for p in b.parameters())
+    assert sum(n.flops for n in g.nodes) == trace("tv:resnet50").totals.flops  # nothing lost in folding
+    r = cli("graph", "tv:resnet50", "--depth", "3", "--no-collapse", "-o", tmp_path / "big.dot")
+    assert r.exit_code == 0 and "173 nodes" in r.stderr and "--depth 2" in r.stderr
+    assert "warning" not in cli("graph", "tv:resnet50", "--depth", "3", "-o", tmp_path / "small.dot").stderr
+
+
+def torchvision_block(stage: str):
+    import torchvision
+
+    return getattr(torchvision.models.resnet50(), stage)
+
+
+def test_a_failing_model_is_drawn_up_to_the_red_layer(cli, tmp_path):
+    r = cli("graph", "alexnet", "--input", "1x1x100x100", "-o", tmp_path / "bad.dot")
+    assert r.exit_code == 2 and "in_features=6400" in r.stderr
+    dot = (tmp_path / "bad.dot").read_text()
+    assert "failed here" in dot and 'color="#c0262d"' in dot and "fix: set in_features=1024" in dot
+    assert "<b>conv</b>" in dot and "<b>output</b>" not in dot  # what ran; it never reached the output

@@ -157,12 +157,12 @@ def _close_open_calls(flow: Flow) -> None:
 
 # --------------------------------------------------------------------------- repeated runs
 
-def _children(explorer: Explorer) -> Dict[Optional[str], List[str]]:
+def _children(nodes: List[FlowNode], calls: Dict[str, Any]) -> Dict[Optional[str], List[str]]:
     """Per call id (None: the model's forward), its direct children in the order they first ran:
     call ids of modules with children, leaf node ids of the rest."""
     children: Dict[Optional[str], List[str]] = {}
-    for n in explorer.nodes:
-        chain = [c for c in n.ancestry if c in explorer.calls]
+    for n in nodes:
+        chain = [c for c in n.ancestry if c in calls]
         own = n.id
         for depth in range(len(chain) + 1):
             parent = chain[depth - 1] if depth else None
@@ -174,17 +174,22 @@ def _children(explorer: Explorer) -> Dict[Optional[str], List[str]]:
 
 
 def _runs(explorer: Explorer) -> List[Group]:
+    return repeated_runs(explorer.nodes, explorer.edges, explorer.calls)
+
+
+def repeated_runs(nodes: List[FlowNode], edges, calls: Dict[str, Any]) -> List[Group]:
     """Runs of two or more consecutive sibling calls of one signature (class, configuration and
     shapes), each feeding only the next, and each taking nothing else than the previous one's
-    output and what its predecessor took too (a transformer's position embeddings, its mask)."""
-    by_id = {n.id: n for n in explorer.nodes}
+    output and what its predecessor took too (a transformer's position embeddings, its mask).
+    ``calls``: the calls of modules with children that ``nodes`` ran inside (``Flow.calls``)."""
+    by_id = {n.id: n for n in nodes}
     groups: List[Group] = []
-    for parent, kids in _children(explorer).items():
+    for parent, kids in _children(nodes, calls).items():
         if len(kids) < 2:
             continue
         rep = {}  # leaf id → the child of ``parent`` it is inside (or itself, outside parent)
-        for n in explorer.nodes:
-            chain = [c for c in n.ancestry if c in explorer.calls]
+        for n in nodes:
+            chain = [c for c in n.ancestry if c in calls]
             if parent is None:
                 rep[n.id] = chain[0] if chain else n.id
             elif parent in chain:
@@ -194,14 +199,14 @@ def _runs(explorer: Explorer) -> List[Group]:
                 rep[n.id] = n.id
         into: Dict[str, Set[str]] = {}
         out: Dict[str, Set[str]] = {}
-        for e in explorer.edges:
+        for e in edges:
             s, t = rep[e.source], rep[e.target]
             if s != t:
                 out.setdefault(s, set()).add(t)
                 into.setdefault(t, set()).add(s)
 
         def signature(key: str) -> Optional[str]:
-            call = explorer.calls.get(key)
+            call = calls.get(key)
             if call is not None:
                 return f"{call.signature}|{call.input_shape}|{call.output_shape}"
             node = by_id[key]
@@ -218,19 +223,19 @@ def _runs(explorer: Explorer) -> List[Group]:
             while j + 1 < len(kids) and follows(kids[j], kids[j + 1]):
                 j += 1
             if j > i:
-                groups.append(_group(explorer, parent, kids[i:j + 1], by_id))
+                groups.append(_group(calls, parent, kids[i:j + 1], by_id))
             i = j + 1
     return groups
 
 
-def _group(explorer: Explorer, parent: Optional[str], members: List[str], by_id) -> Group:
+def _group(calls: Dict[str, Any], parent: Optional[str], members: List[str], by_id) -> Group:
     weights: Dict[int, int] = {}
     flops = 0
     for m in members:
-        item = explorer.calls.get(m) or by_id[m]
+        item = calls.get(m) or by_id[m]
         weights.update(item.weights)
         flops += item.flops
-    first = explorer.calls.get(members[0]) or by_id[members[0]]
+    first = calls.get(members[0]) or by_id[members[0]]
     return Group(f"group:{members[0]}", parent, members, first.type, sum(weights.values()), flops)
 
 

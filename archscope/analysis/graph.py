@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from archscope.analysis.api import counted_run
+from archscope.analysis.explore import repeated_runs
 from archscope.analysis.flow import FlowEdge, FlowNode
 from archscope.analysis.records import Result, Totals
 from archscope.errors import ModelFailure
@@ -86,6 +87,7 @@ def graph(model: Any, input_size: InputSize = None, depth: int = 1, device: str 
     flow = run.recorder.flow
     nodes, edges = flow.nodes, list(flow.edges.values())
     if collapse:
+        nodes, edges = fold_repeated_blocks(nodes, edges, flow.calls)
         nodes, edges = collapse_runs(nodes, edges)
     params = sum(p.numel() for p in run.module.parameters())
     trainable = sum(p.numel() for p in run.module.parameters() if p.requires_grad)
@@ -93,6 +95,47 @@ def graph(model: Any, input_size: InputSize = None, depth: int = 1, device: str 
                  Totals(params, trainable, run.counter.total), collapse,
                  "; ".join(n for n in (loaded.note, run.note) if n) or None, run.counter.uncounted_ops(),
                  failed, message)
+
+
+def fold_repeated_blocks(nodes: List[FlowNode], edges: List[FlowEdge], calls: Dict[str, Any]):
+    """Runs of identical blocks above the drawn depth (ResNet-50's later Bottlenecks at depth 3, each
+    drawn as its convs) become one ``×N`` node each, as they would at the blocks' own depth."""
+    runs = [g for g in repeated_runs(nodes, edges, calls) if all(m in calls for m in g.members)]
+    folded: Dict[str, int] = {}  # call id → index of the run it is in
+    for i, run in enumerate(runs):
+        for m in run.members:
+            folded[m] = i
+    if not folded:
+        return nodes, edges
+    by_run: Dict[int, FlowNode] = {}
+    into: Dict[str, str] = {}  # node id → the id of the node it is drawn as
+    kept: List[FlowNode] = []
+    for node in nodes:
+        i = next((folded[c] for c in node.ancestry if c in folded), None)  # outermost run first
+        if i is None:
+            kept.append(node)
+            continue
+        if i not in by_run:
+            run = runs[i]
+            first, last = calls[run.members[0]], calls[run.members[-1]]
+            weights: Dict[int, int] = {}
+            for m in run.members:
+                weights.update(calls[m].weights)
+            by_run[i] = FlowNode(f"r{i}", "module", first.path, run.type, first.input_shape, last.output_shape,
+                                 sum(weights.values()), run.flops, len(run.members),
+                                 signature=f"{run.id}", parent=calls[run.parent].path if run.parent else None,
+                                 last_name=last.path, weights=weights, ancestry=node.ancestry[:node.ancestry.index(
+                                     run.members[0])] if run.members[0] in node.ancestry else [])
+            kept.append(by_run[i])
+        into[node.id] = by_run[i].id
+    merged: Dict[tuple, FlowEdge] = {}
+    for e in edges:
+        source, target = into.get(e.source, e.source), into.get(e.target, e.target)
+        if source == target:
+            continue
+        edge = merged.setdefault((source, target), FlowEdge(source, target))
+        edge.shapes += [s for s in e.shapes if s not in edge.shapes]
+    return kept, list(merged.values())
 
 
 def collapse_runs(nodes: List[FlowNode], edges: List[FlowEdge]):

@@ -309,6 +309,9 @@ def graph_(o):
     picture = diagram(o["model"], color=o["color"], direction=o["direction"], depth=o["depth"], device=o["device"],
                       batch=o["batch"], model_kwargs=model_kwargs(o), collapse=o["collapse"], partial=True,
                       **input_options(o))
+    crowded = picture.crowded()
+    if crowded:
+        err.print(f"warning: {crowded}", highlight=False, markup=False)
     if o["output"] is None:
         emit(picture.to_dot())
     else:

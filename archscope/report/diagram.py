@@ -24,6 +24,7 @@ DIRECTIONS = ("TB", "LR")
 RENDERED = (".svg", ".png", ".pdf")
 INSTALL = ("Graphviz's 'dot' program is not installed: apt-get install graphviz (Debian/Ubuntu), "
            "brew install graphviz (macOS) or conda install graphviz")
+READABLE_NODES = 150  # past this a picture is a poster: ResNet-50 at depth 3 without folding has 173
 LOW, HIGH = (255, 255, 255), (222, 84, 44)  # white → a warm red for the costliest node
 
 
@@ -153,6 +154,16 @@ class Diagram:
 
     def svg(self) -> str:
         return render_dot(self.to_dot(), "svg").decode()
+
+    def crowded(self) -> Optional[str]:
+        """Why the picture will be too large to read, and the option that helps; None when it is not."""
+        g = self.graph
+        if len(g.nodes) <= READABLE_NODES:
+            return None
+        helps = f"--depth {g.depth - 1}" if g.depth > 1 else "--collapse" if not g.collapsed else None
+        return (f"{len(g.nodes)} nodes at depth {g.depth}: the picture will be too large to read"
+                + (f"; {helps} draws fewer" if helps else "")
+                + f", or 'archscope report {g.model}' opens one block at a time")
 
     def _repr_svg_(self) -> Optional[str]:
         return self.svg() if dot_program() is not None else None
