@@ -54,7 +54,12 @@ def measure(browser, path: str, steps, runs: int = 3):
         paints.append(tab.evaluate("window.archscope.readyAt") / 1e3)
         last = None
         for i, step in enumerate(steps):
-            key = {"run": lambda: tab.evaluate(FIRST_GROUP), "member": lambda: last[len("group:"):]}.get(step, lambda: step)()
+            if step == "run":
+                key = tab.evaluate(FIRST_GROUP)
+            elif step == "member":
+                key = last[len("group:"):]
+            else:
+                key = step
             opens[i].append(_timed_open(tab, key))
             last = key
         tab.close()

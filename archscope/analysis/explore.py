@@ -212,7 +212,7 @@ def repeated_runs(nodes: List[FlowNode], edges, calls: Dict[str, Any]) -> List[G
             node = by_id[key]
             return node.signature if node.kind == "module" else None
 
-        def follows(a: str, b: str) -> bool:
+        def follows(a: str, b: str, out=out, into=into, signature=signature) -> bool:
             sa, sb = signature(a), signature(b)
             return (sa is not None and sa == sb and out.get(a) == {b}
                     and into.get(b, set()) - {a} <= into.get(a, set()))

@@ -30,9 +30,9 @@ from torch.utils._pytree import tree_leaves
 from archscope.analysis.counter import FlopCounter
 from archscope.analysis.hooks import Recorder
 from archscope.analysis.known_values import KnownValues
+from archscope.analysis.modes import mode_stack
 from archscope.analysis.records import Result
 from archscope.analysis.rows import build_rows, per_row
-from archscope.analysis.modes import mode_stack
 from archscope.analysis.run import follow_made_values
 from archscope.dispatch import DispatchMode
 from archscope.errors import UsageError, first_line

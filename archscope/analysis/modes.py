@@ -6,16 +6,17 @@ outermost first:
 1. the modules' training flags (train or eval), restored exactly afterwards, last of all;
 2. autograd on (a training step) or off;
 3. library warnings silenced (a model's deprecation chatter is not archscope's output);
-4. the FLOP counter: the outermost dispatch mode, so it counts every op the modes inside it
-   pass on, and ``observers`` (receptive fields, the dataflow, the memory trackers) read its
-   running total as each op passes;
-5. the observers, in the order given;
-6. on meta, the dtype check a real kernel would make (meta kernels skip it);
-7. saved-tensor hooks (a training step's memory), which are not dispatch modes;
-8. innermost, the known values of the input archscope made: it must see a read of a value
+4. on meta, PyTorch's reference kernels run without importing torch._dynamo (no_dynamo.py), which
+   their wrapper does on a first call only to find dynamo is not tracing;
+5. the FLOP counter, so it counts every op the modes inside it pass on, and ``observers``
+   (receptive fields, the dataflow, the memory trackers) read its running total as each op passes;
+6. the observers, in the order given;
+7. on meta, the dtype check a real kernel would make (meta kernels skip it);
+8. saved-tensor hooks (a training step's memory), which are not dispatch modes;
+9. innermost, the known values of the input archscope made: it must see a read of a value
    before any mode outside it would fail on, or cache, that op.
 
-A dispatch mode entered later sees an op first; the order here is that order.
+A dispatch mode entered later sees an op first (it hands the op on to the one entered before it).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from typing import Any, Iterable, Optional
 import torch
 from torch import nn
 
+from archscope.analysis.no_dynamo import without_dynamo_import
 from archscope.dispatch import DispatchMode
 from archscope.quiet import library_warnings_silenced
 
@@ -71,6 +73,8 @@ def mode_stack(model: nn.Module, *, train: bool, meta: bool, counter: Optional[A
         stack.enter_context(running_mode(model, train))
         stack.enter_context(torch.enable_grad() if train else torch.no_grad())
         stack.enter_context(library_warnings_silenced())
+        if meta:
+            stack.enter_context(without_dynamo_import())
         if counter is not None:
             stack.enter_context(counter)
         for observer in observers:

@@ -224,7 +224,10 @@ def _rf_text(r: LayerRow) -> Optional[str]:
     if not r.rf:
         return None
     size, jump = r.rf["size"], r.rf["jump"]
-    one = (lambda v: str(v[0]) if len(set(v)) == 1 else "×".join(map(str, v)))
+
+    def one(v) -> str:
+        return str(v[0]) if len(set(v)) == 1 else "×".join(map(str, v))
+
     return f"{one(size)}{' (whole input)' if r.rf.get('whole_input') else ''}, jump {one(jump)}"
 
 
