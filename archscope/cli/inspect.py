@@ -258,6 +258,26 @@ def compare_(o):
                         input_size=input_options(o)["input_size"]), o["fmt"]))
 
 
+WEIGHTS_FILE = [Opt("path", Annotated[str, typer.Argument(
+    help="A .safetensors file, a state_dict .pt/.bin (read with weights_only=True) or a sharded *.index.json.",
+    show_default=False)])]
+PREFIX_DEPTH = [Opt("depth", Annotated[int, typer.Option(
+    "--depth", "-d", help="Group tensors by the first N parts of their names (transformer.h: 2).")], 2)]
+
+
+@command(app, "weights", WEIGHTS_FILE, PREFIX_DEPTH, FORMAT, run=run)
+def weights_(o):
+    """A weights file's tensors by module prefix, tied ones found; with its config.json beside it, checked
+    against the model that config builds (missing, unexpected, mismatched), without loading the weights."""
+    from archscope.analysis.weights import weights
+    from archscope.report import check_format, render
+
+    check_format(o["fmt"])
+    report = weights(o["path"], depth=o["depth"])
+    emit(render(report, o["fmt"]))
+    return 1 if report.match is not None and not report.match.ok else 0
+
+
 PATTERN = [Opt("pattern", Annotated[str, typer.Argument(
     help="Shell-style pattern, e.g. 'vgg*'; tv: or 'tv:res*' for torchvision, 'timm:*vit*' for timm, "
          "'hf:bert*' for transformers.")], "*")]

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 from torch import nn
 
 from archscope.errors import UsageError
-from archscope.models import hf, registry, timm, torchvision
+from archscope.models import files, hf, registry, timm, torchvision
 from archscope.models.build import Loaded, build_on, guarded, stand_in
 from archscope.models.user import import_user, load_factory, module_candidates
 
@@ -49,6 +49,8 @@ def load_model(spec: Any, device: str = "meta", **kwargs) -> Loaded:
     prefix, sep, name = spec.partition(":")
     if sep and prefix in SOURCES:
         return _load_library(prefix, name, device, kwargs)
+    if files.is_model_file(spec):  # model.onnx, model.pt2, a TorchScript file, weights beside a config.json
+        return files.load_file(spec, device, kwargs)
     if ":" in spec and not _looks_like_drive(spec):
         return load_factory(spec, device, kwargs)
     if spec.endswith(".py"):
