@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import warnings
 import zipfile
 from typing import Any, Dict, Optional
 
@@ -145,7 +146,9 @@ def _name_classes(module: torch.nn.Module, program) -> None:
 
 def _load_torchscript(path: str) -> Loaded:
     try:
-        module = torch.jit.load(path, map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # PyTorch's deprecation of TorchScript, not the user's
+            module = torch.jit.load(path, map_location="cpu")
     except Exception as error:  # noqa: BLE001
         raise UsageError(f"{path} could not be loaded as TorchScript: {type(error).__name__}: {error}") from None
     note = ("a TorchScript file: TorchScript is code, and loading it ran the code it holds (archscope loads one "

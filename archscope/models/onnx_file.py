@@ -362,7 +362,7 @@ def _plan(root: OnnxModel, scopes, scoped, node_modules, graph, single) -> None:
     """The call tree: consecutive nodes of one path are one call of its module; the tensors a call
     takes are those its nodes read from outside it, and it returns those read after it."""
     readers: Dict[str, List[int]] = {}
-    for i, (_, node, env_inputs, _) in enumerate(node_modules):
+    for i, (_, _node, env_inputs, _) in enumerate(node_modules):
         for name in env_inputs:
             readers.setdefault(name, []).append(i)
     graph_outputs = [o.name for o in graph.output]
