@@ -105,21 +105,25 @@ def test_readme_example(command, start, end, kind, expected_code):
             expected = expected[:-1]
     if UPDATE:
         if output != expected:
-            _rewrite(start, end, output)
+            _rewrite(start, end, output, command)
             pytest.fail(f"README block of '{command}' regenerated: review the diff")
         return
     assert output == expected, f"README block of '{command}' differs from the real output; " \
                                "regenerate with ARCHSCOPE_UPDATE_GOLDEN=1 pytest tests/test_readme.py"
 
 
-def _rewrite(start, end, output):
+def _rewrite(start, end, output, command):
     """Replace README lines start..end (as they were when the test module loaded) with ``output``."""
     current = open(README, encoding="utf-8").read().splitlines()
-    # Earlier rewrites in this run may have moved the block: find it by its old text.
+    # Earlier rewrites in this run may have moved the block: find it by its old text, after its command
+    # (an empty block, a new example, is found by its command alone).
     old = LINES[start:end]
-    for i in range(len(current) - len(old) + 1):
-        if current[i:i + len(old)] == old:
-            current[i:i + len(old)] = output
+    anchors = [i + 1 for i, line in enumerate(current) if line in (f"$ {command}", f"`{command}`")
+               or line.startswith(f"`{command}`")] or [0]
+    for anchor in anchors:
+        at = next((i for i in range(anchor, len(current) - len(old) + 1) if current[i:i + len(old)] == old), None)
+        if at is not None:
+            current[at:at + len(old)] = output
             break
     else:
         raise AssertionError("the README changed under the test: rerun it")

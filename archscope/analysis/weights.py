@@ -121,7 +121,7 @@ def weights(path: str, depth: int = 2, config: bool = True) -> WeightsReport:
     report = WeightsReport(path, kind, tensors, list(groups.values()), depth, duplicates, params, nbytes)
     beside = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
     if config and os.path.isfile(beside):
-        report.match = _match(tensors, os.path.dirname(os.path.abspath(path)))
+        report.match = _match(tensors, os.path.dirname(path) or ".")
     return report
 
 

@@ -22,7 +22,7 @@ def _cells(r: WeightsReport):
 
 def _lines(r: WeightsReport) -> List[str]:
     dtypes = sorted({t.dtype for t in r.tensors})
-    lines = [f"{len(r.tensors)} tensors, {r.params:,} parameters ({human(r.params)}), {human_bytes(r.bytes)}, "
+    lines = [f"grouped by the first {r.depth} parts of each name (--depth); {len(r.tensors)} tensors, {r.params:,} parameters ({human(r.params)}), {human_bytes(r.bytes)}, "
              f"{', '.join(dtypes)}; counted once each, as transformers' num_parameters() counts a model's"]
     for names in r.duplicates:
         lines.append(f"stored once under {len(names)} names (tied): {', '.join(names)}")
@@ -46,7 +46,7 @@ def _lines(r: WeightsReport) -> List[str]:
 
 @renders(WeightsReport, "table")
 def weights_table(r: WeightsReport):
-    tbl = FitTable(COLUMNS, _cells(r), title=f"{r.path} — {r.kind} — by the first {r.depth} parts of each name")
+    tbl = FitTable(COLUMNS, _cells(r), title=f"{r.path} — {r.kind}")
     return Group(tbl, *(Text(line, style="bold red" if line.startswith(("does not", "  ")) else "")
                         for line in _lines(r)))
 
