@@ -295,3 +295,14 @@ def test_resume_extends_a_one_cycle_run_along_the_longer_plan(tmp_path):
     steps = 12  # 3000 images in batches of 256
     assert longer.history[1]["lr"] == get_lr(2 * steps - 1, cfg, 2 * steps)
 
+
+
+def test_a_short_runs_curves_carry_the_running_loss_of_each_log_point(tmp_path):
+    result = train(small(tmp_path, epochs=2, limit_train=3000, batch_size=100), console=quiet_console())
+    points = result.points
+    per_epoch = 30  # 3000 images / 100: a log point at every step (1/20 epoch rounds down to one step)
+    assert [round(x * per_epoch) for x, _, _ in points] == list(range(1, 2 * per_epoch + 1))
+    for epoch, h in enumerate(result.history, start=1):  # an epoch's last running figures are its own
+        last = [p for p in points if p[0] == epoch][-1]
+        assert last[1] == pytest.approx(h["train_loss"]) and last[2] == pytest.approx(h["train_acc"])
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000

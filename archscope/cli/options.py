@@ -80,10 +80,20 @@ def command(app: typer.Typer, name: str, *groups: Sequence[Opt], run: Callable[[
         entry.__signature__ = inspect.Signature([o.parameter() for o in opts])
         entry.__doc__ = body.__doc__
         entry.__name__ = body.__name__
-        app.command(name)(entry)
+        app.command(name, cls=Command)(entry)
         return body
 
     return register
+
+
+class Command(typer.core.TyperCommand):
+    """Typer's command, whose ``--help`` shows no ``<bool>`` beside it (a flag takes no value)."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
 
 
 # --------------------------------------------------------------------------- values → API arguments

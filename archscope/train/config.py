@@ -87,6 +87,7 @@ class TrainResult:
     best_test_acc: float
     interrupted: bool = False
     plot_note: Optional[str] = None
+    points: List[Any] = field(default_factory=list)  # (epochs done, running loss, running acc) per log point
 
     def to_dict(self):
         return asdict(self)

@@ -65,6 +65,7 @@ class Run:
     folder: Path
     console: Any
     history: List[Dict[str, Any]] = field(default_factory=list)
+    points: List[tuple] = field(default_factory=list)  # (epochs done, running loss, running accuracy) per log point
     best_acc: float = -1.0
 
     @property
@@ -183,7 +184,9 @@ def train_epoch(run: Run, epoch: int, first: int, sums, stop: StopRequest, on_st
                 stopping = _agree_on_stop(stop, dist, run.device)
                 totals = _reduced(sums, dist)
                 _check_finite(totals, epoch, cfg)
-                bar.update(step + 1, totals)
+                running = bar.update(step + 1, totals)
+                if running is not None:  # for curves.png: the epoch's running loss and accuracy so far
+                    run.points.append((epoch + (step + 1) / run.steps_per_epoch, *running))
             if stopping:
                 return step + 1
     return None
@@ -282,8 +285,8 @@ def run_epochs(run: Run, start_epoch: int, start_step: int, partial, stop: StopR
                     f"archscope train {cfg.model} --resume {folder / 'last.pt'}")
             return TrainResult(str(folder), run.history, run.best_acc, interrupted=True)
     title = f"{run.cfg.model} on Fashion-MNIST, {len(run.history)} epoch{'s' * (len(run.history) != 1)}"
-    note = plot_curves(run.history, folder / "curves.png", title) if run.dist.main else None
-    return TrainResult(str(folder), run.history, run.best_acc, plot_note=note)
+    note = plot_curves(run.history, folder / "curves.png", title, run.points) if run.dist.main else None
+    return TrainResult(str(folder), run.history, run.best_acc, plot_note=note, points=list(run.points))
 
 
 def save(run: Run, name: str, state: Dict[str, Any]) -> None:

@@ -99,13 +99,19 @@ class EpochProgress:
     def __exit__(self, *exc):
         self.progress.stop()
 
-    def update(self, done: int, sums) -> None:
+    def update(self, done: int, sums):
+        """Show the epoch so far; returns its running (loss, accuracy), read once here (a host sync)."""
         seen = max(sums["seen"].item(), 1)
         now = time.perf_counter()
         elapsed = max(now - self.t0, 1e-9)
         rate = seen / elapsed
-        stats = f"loss {sums['loss'].item() / seen:.4f}  acc {sums['correct'].item() / seen:.4f}  {rate:,.0f} img/s"
+        loss, acc = sums["loss"].item() / seen, sums["correct"].item() / seen
+        stats = f"loss {loss:.4f}  acc {acc:.4f}  {rate:,.0f} img/s"
         self.progress.update(self.task, completed=done, stats=stats)
+        self._predict(now, done)
+        return loss, acc
+
+    def _predict(self, now: float, done: int) -> None:
         if self.warm is None:
             self.warm = (now, done)
             return
