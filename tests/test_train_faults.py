@@ -276,3 +276,13 @@ def test_a_rank_with_an_empty_shard_of_the_last_batch_keeps_the_group_in_step(tm
     row = json.loads((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()[0])
     for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
         assert math.isclose(row[key], single.history[0][key], rel_tol=1e-4, abs_tol=1e-6), key
+
+
+def test_a_failed_group_launched_with_nproc_ends_in_one_line_not_torchruns_traceback(tmp_path):
+    train(tiny(tmp_path / "run"), console=quiet_console())  # the folder now holds another run: rank 0 refuses it
+    r = subprocess.run([sys.executable, "-m", "archscope", "train", "lenet", "--nproc", "2", "--epochs", "1",
+                        "--limit-train", "512", "--limit-test", "128", "--out", str(tmp_path / "run")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert "already holds another run" in r.stderr and "training processes failed" in r.stderr
+    assert "Traceback" not in r.stderr and "ChildFailedError" not in r.stderr, r.stderr[-3000:]

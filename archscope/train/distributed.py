@@ -102,12 +102,35 @@ def launch(nproc: int, argv: List[str], console) -> int:
     command = torchrun_command(nproc, argv)
     console.print(f"launching: torchrun --standalone --nproc-per-node={nproc} {' '.join(command[6:])}",
                   highlight=False, markup=False)
-    code = subprocess.run(command).returncode
+    code = _run_quietly(command)
     if code not in (0, 130):
         console.print(f"error: training processes failed (torchrun exited with code {code}: a process raised, "
                       f"was killed or lost its peers); {_resume_hint(argv)}", style="red", highlight=False,
                       markup=False)
     return code
+
+
+def _run_quietly(command: List[str]) -> int:
+    """Run torchrun with its output passed through as it comes, except torchrun's own report of a
+    failed group: a Python traceback of the launcher (``ChildFailedError``) and its failure table,
+    which say again, in 40 lines, what the failed rank already said in one. The workers' own lines
+    (archscope's one-line errors) pass unchanged."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1)
+    hiding = False
+    assert process.stderr is not None
+    for line in process.stderr:
+        if line.startswith("Traceback (most recent call last)") or LAUNCHER_REPORT in line:
+            hiding = True  # the launcher's report of the failure runs to the end of its output
+        if not hiding:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+    return process.wait()
+
+
+LAUNCHER_REPORT = "torch.distributed.elastic.multiprocessing.errors"
 
 
 def _resume_hint(argv: List[str]) -> str:
