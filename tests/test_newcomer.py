@@ -134,7 +134,6 @@ def test_the_first_estimate_leaves_the_warm_up_out(monkeypatch):
 def test_each_benchmark_explains_itself_without_running(script):
     import subprocess
     import sys
-    import time
 
     from conftest import ROOT
 

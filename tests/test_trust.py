@@ -176,3 +176,48 @@ def test_blocks_inside_a_module_list_are_nodes_of_the_graph_holding_all_their_fl
         assert node.flops == sum(per_module[f"GPT2Model.{node.name}"].values()), node.name
     collapsed = archscope.graph("hf:gpt2", **small).graph
     assert [(n.name, n.count) for n in collapsed.nodes if n.type == "GPT2Block"] == [("h.0", 3)]
+
+
+def test_the_recorder_tells_its_listeners_every_call_forward_hooks_see():
+    """§9: the recorder owns the current call path; a listener hears each call as forward hooks do."""
+    import torchvision
+
+    from archscope.analysis.run import STRATEGIES, forward
+
+    model = torchvision.models.resnet18().eval()
+    names = {m: n for n, m in model.named_modules()}
+    seen_by_hooks = []
+    handles = [m.register_forward_pre_hook(lambda m, a: seen_by_hooks.append(names[m])) for m in model.modules()]
+
+    class Listener:
+        def __init__(self):
+            self.paths = []
+
+        def path_changed(self, path):
+            self.paths.append(path)
+
+    listener = Listener()
+    with torch.no_grad():
+        forward(model, (torch.zeros(1, 3, 64, 64),), {}, "cpu", listeners=(listener,))
+    for h in handles:
+        h.remove()
+    entered = [p for i, p in enumerate(listener.paths) if p is not None and (i == 0 or listener.paths[i - 1] != p)]
+    assert set(entered) == set(seen_by_hooks)  # every call path, and only those
+    assert listener.paths[-1] is None  # back outside any module when the forward is over
+    assert [name for name, _ in STRATEGIES] == ["scripted", "lazy", "real device", "small on CPU", "meta",
+                                                "meta with known values", "CPU rebuild"]
+
+
+def test_costs_add_as_their_ops_do():
+    from archscope.analysis.counter import OpCost
+    from archscope.analysis.hardware import parse_hardware
+    from archscope.analysis.timing import Cost, op_cost, op_terms
+
+    hw = parse_hardware("h100")
+    ops = [OpCost("a", "forward", "mm", 2 * 64 ** 3, 3 * 64 * 64 * 4, "float32", "gemm", 64),
+           OpCost("a", "forward", "add", 0, 3 * 4096 * 4, "float32", "other", 0)]
+    total = sum((op_cost(op, hw, "fp32") for op in ops), Cost())
+    terms = [op_terms(op, hw, "fp32") for op in ops]
+    assert total.flops == 2 * 64 ** 3 and total.ops == 2 and total.bytes == sum(op.bytes for op in ops)
+    assert total.overhead_s == pytest.approx(sum(t[3] for t in terms))
+    assert total.compute_s + total.memory_s + total.kernel_s == pytest.approx(sum(max(t[:3]) for t in terms))

@@ -91,7 +91,6 @@ def torchrun_command(nproc: int, argv: List[str]) -> List[str]:
 
 def launch(nproc: int, argv: List[str], console) -> int:
     """Run this training under torchrun with ``nproc`` processes; its exit code."""
-    import subprocess
 
     from archscope.errors import UsageError
 
