@@ -228,3 +228,20 @@ def test_the_same_view_works_in_an_executed_notebooks_html(tmp_path, browser):
     assert "b3#0" in first
     page.close()
     assert errors == [] and requests == []
+
+
+@needs_browser
+def test_a_table_row_finds_its_node_and_a_node_its_row(tmp_path, cli, browser):
+    path = tmp_path / "googlenet.html"
+    assert cli("report", "googlenet", "-o", path).exit_code == 0
+    page, errors, requests = _open(browser, path)
+    page.click('#layers tr[data-path="b3"]')  # open b3's row, then click its first block's row
+    page.click('#layers tr[data-path="b3.0"]')
+    page.wait_for_function("window.archscope.visible.indexOf('b3.0#0') >= 0")
+    node = page.locator('#canvas g.node[data-key="b3.0#0"]')
+    assert "selected" in node.get_attribute("class") and "b3.0" in page.inner_text("#details")
+    page.click('#canvas g.node[data-key="b5#0"]')  # and back: a node's row is opened and marked in the table
+    row = page.locator('#layers tr[data-path="b5"]')
+    assert "selected" in row.get_attribute("class") and row.is_visible()
+    page.close()
+    assert errors == [] and requests == []

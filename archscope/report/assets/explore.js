@@ -305,7 +305,7 @@
       row("type", esc(inf.type)) +
       row("input", esc(inf.in || "")) +
       row(r && r.calls > 1 ? "outputs (every call)" : "output", esc(r && r.shapes ? r.shapes : (inf.out || ""))) +
-      row("params", inf.kind === "op" ? "" : (inf.params || 0).toLocaleString() + (frozen ? " (" + frozen.toLocaleString() + " frozen)" : " (all trainable)")) +
+      row("params", inf.kind === "op" ? "" : (inf.params || 0).toLocaleString() + (frozen ? " (" + frozen.toLocaleString() + " frozen)" : inf.params ? " (all trainable)" : "")) +
       row("FLOPs (forward)", (inf.flops || 0).toLocaleString()) +
       row("FLOPs (training step)", D.has.train && inf.paths.length ? sums.train_flops.toLocaleString() : "") +
       row("holds in a training step", D.has.memory && inf.paths.length ? humanBytes(sums.holds) : "") +
