@@ -138,3 +138,32 @@ def test_a_model_deepcopy_refuses_is_left_as_it_came():
     t = archscope.trace(m, (1, 6))
     assert t.totals.params == sum(p.numel() for p in params) and t.output_shape == [1, 5]
     assert m.calls == 0 and list(m.parameters()) == params and m.fc._forward_hooks == {}
+
+
+def test_the_stand_in_is_a_deep_copy_down_to_hook_handles_and_nested_state():
+    """The stand-in is built module by module (faster than copy.deepcopy): it must copy as deepcopy does."""
+    from archscope.models.build import stand_in
+
+    class Holder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lazy = nn.LazyLinear(4)  # its _initialize_hook is a RemovableHandle to its own hook table
+            self.history = [[1, 2], {"seen": torch.zeros(2)}]
+            self.register_forward_hook(self.note)
+
+        def note(self, module, args, out):
+            self.history[0].append(len(self.history[0]))
+
+        def forward(self, x):
+            return self.lazy(x)
+
+    model = Holder()
+    copy_ = stand_in(model)
+    with torch.no_grad():
+        copy_(torch.zeros(2, 3))
+    # The copy's lazy layer materialised and removed its own pre-hook; the user's is still lazy, hook in place.
+    assert copy_.lazy.weight.shape == (4, 3) and not copy_.lazy._forward_pre_hooks
+    assert isinstance(model.lazy.weight, nn.parameter.UninitializedParameter) and len(model.lazy._forward_pre_hooks) == 1
+    # The copy's forward hook (a bound method) wrote the copy's own nested list, not the user's.
+    assert copy_.history[0] == [1, 2, 2] and model.history[0] == [1, 2]
+    assert copy_.history[1]["seen"] is not model.history[1]["seen"]
