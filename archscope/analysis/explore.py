@@ -20,7 +20,7 @@ from archscope.analysis.counter import FlopCounter
 from archscope.analysis.flow import Flow, FlowNode
 from archscope.analysis.records import Result, Totals
 from archscope.analysis.run import RunOptions, attempt, check_device
-from archscope.errors import ModelFailure, UsageError, first_line
+from archscope.errors import ModelFailure, first_line
 from archscope.inputs import InputSize, resolve_inputs
 from archscope.models import load_model
 
@@ -74,7 +74,8 @@ class Explorer(Result):
         """What a view with ``opened`` call and group ids draws: its node keys (a call id, a group id
         or a leaf node id) and edges between them. The page's script computes the same in the browser."""
         keys, edges = [], []
-        drawn = {n.id: self.drawn_as(n, opened) for n in self.nodes}
+        group_of = {m: g.id for g in self.groups for m in g.members}
+        drawn = {n.id: self.drawn_as(n, opened, group_of) for n in self.nodes}
         for key in drawn.values():
             if key not in keys:
                 keys.append(key)
@@ -84,8 +85,10 @@ class Explorer(Result):
                 edges.append(pair)
         return keys, edges
 
-    def drawn_as(self, node: FlowNode, opened: Set[str]) -> str:
-        group_of = {m: g.id for g in self.groups for m in g.members}
+    def drawn_as(self, node: FlowNode, opened: Set[str], group_of: Optional[Dict[str, str]] = None) -> str:
+        """The key ``node`` is drawn as: its outermost ancestor (or run) not opened, else itself."""
+        if group_of is None:
+            group_of = {m: g.id for g in self.groups for m in g.members}
         for key in [c for c in node.ancestry if c in self.calls] + [node.id]:
             group = group_of.get(key)
             if group is not None and group not in opened:
@@ -255,7 +258,3 @@ def _side_branches(nodes: List[FlowNode], edges) -> Set[str]:
                 pending.append(source)
     return {n.id for n in nodes if n.id not in reached and n.kind != "input"}
 
-
-def check_explorable(depth: int) -> None:
-    if depth < 1:
-        raise UsageError(f"bad --depth {depth}: it must be >= 1")
