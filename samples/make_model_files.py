@@ -26,7 +26,7 @@ def main() -> None:
         torch.onnx.export(lenet, (x,), os.path.join(HERE, "lenet.onnx"), dynamo=True, optimize=False, verbose=False,
                           external_data=False)
         torch.export.save(torch.export.export(lenet, (x,)), os.path.join(HERE, "lenet.pt2"))
-        torch.jit.save(torch.jit.trace(lenet, x), os.path.join(HERE, "lenet.torchscript.pt"))
+        torch.jit.save(torch.jit.trace(lenet, x), os.path.join(HERE, "lenet.torchscript"))
     import transformers
 
     config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=1000, n_positions=128,
