@@ -218,6 +218,8 @@ def _build(onnx, model, device: str, path: str) -> OnnxModel:
             child_scopes.setdefault(a, set()).add(b)
     single = {p for p, n in node_count.items() if n == 1 and not child_scopes.get(p)}
 
+    scope_paths: Dict[int, str] = {}  # id of a scope's module → its path
+
     def holder(paths: List[str], classes: List[str]) -> nn.Module:
         parent: nn.Module = root
         parent_path = ""
@@ -227,10 +229,9 @@ def _build(onnx, model, device: str, path: str) -> OnnxModel:
             if p not in scopes:
                 scope = _class(cls, OnnxScope)()
                 scope._plans = []
-                rel = p[len(parent_path) + 1:] if parent_path and p.startswith(parent_path + ".") else p
-                parent.add_module(_unique(parent, rel.replace(".", "_") if parent is not root and "." in rel
-                                          else rel if "." not in rel else rel.replace(".", "_")), scope)
+                parent.add_module(_unique(parent, _relative(p, parent_path)), scope)
                 scopes[p] = scope
+                scope_paths[id(scope)] = p
             parent, parent_path = scopes[p], p
         return parent
 
@@ -275,12 +276,11 @@ def _build(onnx, model, device: str, path: str) -> OnnxModel:
                 sources.append(("env", name))
                 env_inputs.append(name)
         leaf.sources = sources
-        label = leaf_path.rsplit(".", 1)[-1] if leaf_path else node.op_type if root._scoped else \
-            re.sub(r"\W", "_", node.name or node.op_type).strip("_") or node.op_type
-        if leaf_path and parent is not root and leaf_path.startswith(_path_of(scopes, parent) + "."):
-            label = leaf_path[len(_path_of(scopes, parent)) + 1:].replace(".", "_")
-        elif leaf_path and parent is root:
-            label = leaf_path.replace(".", "_") if "." in leaf_path else leaf_path
+        if leaf_path:  # a path of one node: the node is that module (layer1.0.conv1, a Conv2d)
+            label = _relative(leaf_path, scope_paths.get(id(parent), ""))
+        else:
+            label = node.op_type if root._scoped else re.sub(r"\W", "_", node.name or node.op_type).strip("_") \
+                or node.op_type
         parent.add_module(_unique(parent, label), leaf)
         node_modules.append((leaf, node, env_inputs, [o for o in node.output]))
 
@@ -331,8 +331,11 @@ def _fold(onnx, graph, tensors: Dict[str, torch.Tensor], device: str) -> Dict[st
     return values
 
 
-def _path_of(scopes: Dict[str, OnnxScope], module: nn.Module) -> str:
-    return next((p for p, m in scopes.items() if m is module), "")
+def _relative(path: str, parent_path: str) -> str:
+    """The name a module at ``path`` has in its parent's (``layer1.0`` in ``layer1``: ``0``); a
+    module attribute takes no dot, so a path whose parent is not its prefix keeps its parts joined by _."""
+    rel = path[len(parent_path) + 1:] if parent_path and path.startswith(parent_path + ".") else path
+    return rel.replace(".", "_")
 
 
 def _register(module: nn.Module, name: str, tensor: torch.Tensor, parameter: bool) -> None:
