@@ -2,9 +2,9 @@
 
 archscope counts what runs, so an ONNX graph is run, as PyTorch calls (``onnx_ops.py``), through
 the same engine as any model: shapes, FLOPs (the same formulas), memory, time, the diagram. The
-converter is archscope's own, small and exact on the operators it knows; a graph with any other
-operator is refused in one line naming them (no maintained ONNX→PyTorch converter covers the
-opsets PyTorch's exporter writes today without running code of its own choosing).
+converter is archscope's own, small and exact on the operators it knows (so the module tree can
+come from the exporter's metadata, and no other package's conversion code runs); a graph with any
+other operator is refused in one line naming them.
 
 The module tree is the exporter's: PyTorch's exporter records, per node, the module path and
 class it came from (``pkg.torch.onnx.name_scopes`` / ``class_hierarchy``). Each path becomes a
@@ -12,7 +12,8 @@ module of that class's name, called with the tensors its nodes take from outside
 those used outside, so rows, the diagram's blocks and their repeats are the original model's. A
 path with one node is that node (``layer1.0.conv1``, a ``Conv2d``); a graph without that metadata
 is one flat row per node. Float initializers are parameters, except a BatchNormalization's running
-mean and variance (buffers, as in PyTorch); integer ones are buffers. On meta no weight is read.
+mean and variance (buffers, as in PyTorch); integer ones and folded constants are values of the
+graph, kept on the CPU (a Reshape reads them). On meta no weight is read.
 """
 from __future__ import annotations
 
