@@ -23,6 +23,7 @@ import torch
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import conv_flop_count, flop_registry, sdpa_backward_flop_count, sdpa_flop_count
 
+from archscope.analysis.fast_meta import fast_meta
 from archscope.analysis.meta_shapes import grouped_mm_shape, meta_fallback
 from archscope.analysis.traffic import fresh_sizes, is_view, op_bytes, work_kind
 from archscope.dispatch import DispatchMode, writes_first_in_place
@@ -327,7 +328,8 @@ class FlopCounter(DispatchMode):
         """The op's output. On meta, PyTorch's Python meta kernels cost up to a millisecond an op and
         give the same output for the same signature (op, shapes, strides, dtypes, other arguments),
         so a transformer's twelfth identical block reuses the first's outputs' metadata, as
-        FakeTensorMode's dispatch cache does. Views, ops that read values or change a tensor's shape in
+        FakeTensorMode's dispatch cache does; the common ops' first run skips PyTorch's Python kernel
+        (fast_meta.py). Views, ops that read values or change a tensor's shape in
         place are not cached; an op that writes its first argument's contents returns that argument."""
         cacheable = _cacheable(func)
         key = _signature(func, args, kwargs) if cacheable else None
@@ -335,12 +337,14 @@ class FlopCounter(DispatchMode):
             made = self._outputs.get(key)
             if made is not None:
                 return args[0] if made is _SELF else _remake(made)
-        try:
-            out = func(*args, **kwargs)
-        except RuntimeError:
-            out = meta_fallback(func, args, kwargs)  # a meta kernel stricter than the CPU one
-            if out is None:
-                raise
+        out = fast_meta(func, args, kwargs) if key is not None else None  # plain meta tensors only
+        if out is None:
+            try:
+                out = func(*args, **kwargs)
+            except RuntimeError:
+                out = meta_fallback(func, args, kwargs)  # a meta kernel stricter than the CPU one
+                if out is None:
+                    raise
         if key is not None:
             made = _SELF if cacheable is _SELF else _describe(out)
             if made is not None:
