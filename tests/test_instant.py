@@ -31,3 +31,74 @@ def test_a_meta_run_does_not_import_dynamo_and_torch_compile_still_works_after_i
     flops = eval(done.stdout.strip().splitlines()[-1])
     assert flops[0] == 2 * (6 * 25 * 784 + 16 * 150 * 100 + 400 * 120 + 120 * 84 + 84 * 10)
     assert f"{flops[1]:,}" in open(os.path.join(GOLDEN, "alexnet.txt")).read()
+
+
+def test_no_op_left_out_by_kind_has_a_pytorch_formula():
+    """The counter answers ZERO for element-wise ops and views without importing
+    torch.utils.flop_counter; that is only right if PyTorch has no formula for any of them."""
+    import torch
+    from torch.utils.flop_counter import flop_registry
+
+    from archscope.analysis.counter import _element_wise
+    from archscope.analysis.traffic import is_view
+
+    for packet in flop_registry:
+        if not isinstance(packet, torch._ops.OpOverloadPacket):
+            continue  # higher-order ops (flex attention) never reach a dispatch mode as one op
+        for name in packet.overloads():
+            func = getattr(packet, name)
+            assert not _element_wise(func) and not is_view(func), (packet, name)
+    aten = torch.ops.aten
+    assert _element_wise(aten.relu.default) and _element_wise(aten.add.Tensor) and is_view(aten.t.default)
+
+
+def test_own_product_formulas_equal_flopcountermode():
+    """convolution (grouped, strided, transposed, 1-3-D), mm, addmm, bmm, baddbmm: archscope's hand
+    formulas against PyTorch's FlopCounterMode on real CPU ops."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from archscope.analysis.counter import FlopCounter
+
+    def both(fn):
+        with FlopCounterMode(display=False) as theirs:
+            fn()
+        ours = FlopCounter()
+        with ours:
+            fn()
+        return ours.total, theirs.get_total_flops()
+
+    x2, x1, x3 = torch.randn(2, 8, 11, 9), torch.randn(2, 8, 17), torch.randn(1, 4, 5, 6, 7)
+    cases = [
+        lambda: F.conv2d(x2, torch.randn(12, 4, 3, 2), stride=2, padding=1, groups=2),
+        lambda: F.conv2d(x2, torch.randn(8, 1, 3, 3), groups=8, dilation=2),
+        lambda: F.conv1d(x1, torch.randn(5, 8, 4), bias=torch.randn(5), stride=3),
+        lambda: F.conv3d(x3, torch.randn(6, 4, 2, 3, 2)),
+        lambda: F.conv_transpose2d(x2, torch.randn(8, 3, 3, 3), stride=2),
+        lambda: torch.mm(torch.randn(7, 5), torch.randn(5, 3)),
+        lambda: torch.addmm(torch.randn(3), torch.randn(7, 5), torch.randn(5, 3)),
+        lambda: F.linear(torch.randn(4, 6, 5), torch.randn(9, 5), torch.randn(9)),
+        lambda: torch.bmm(torch.randn(3, 4, 5), torch.randn(3, 5, 6)),
+        lambda: torch.baddbmm(torch.randn(3, 4, 6), torch.randn(3, 4, 5), torch.randn(3, 5, 6)),
+    ]
+    for i, case in enumerate(cases):
+        ours, theirs = both(case)
+        assert ours == theirs and ours > 0, (i, ours, theirs)
+    # In place, which FlopCounterMode leaves at 0: the hand formula, 2·m·k·n
+    assert both(lambda: torch.randn(4, 5).addmm_(torch.randn(4, 3), torch.randn(3, 5)))[0] == 2 * 4 * 3 * 5
+
+
+def test_counting_a_cnn_imports_neither_flop_counter_nor_sympy():
+    """A meta trace of the seed's CNNs needs neither torch.utils.flop_counter (which imports Triton
+    where it is installed) nor PyTorch's Python meta kernels (whose torch._check imports SymPy)."""
+    script = textwrap.dedent("""
+        import sys
+        from archscope import trace
+        for name in ("lenet", "alexnet", "vgg", "nin", "googlenet"):
+            trace(name, device="meta")
+        print(sorted(m for m in ("torch.utils.flop_counter", "triton", "sympy") if m in sys.modules))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

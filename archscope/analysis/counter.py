@@ -21,7 +21,6 @@ from typing import Any, Callable, Dict, Hashable, List, Optional
 
 import torch
 from torch.utils._pytree import tree_leaves
-from torch.utils.flop_counter import conv_flop_count, flop_registry, sdpa_backward_flop_count, sdpa_flop_count
 
 from archscope.analysis.fast_meta import fast_meta
 from archscope.analysis.meta_shapes import grouped_mm_shape, meta_fallback
@@ -78,6 +77,8 @@ def _encoder_layer(src, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight,
 
 
 def _cpu_flash_attention(query, key, value, *args, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
     return sdpa_flop_count(query.shape, key.shape, value.shape)
 
 
@@ -86,6 +87,8 @@ def _attention_backward(grad_out, query, key, value, *args, **kwargs) -> int:
     the four products of the math path's backward. PyTorch's own formula adds a fifth, the
     scores a flash kernel recomputes; the convention counts the algorithm, not a kernel's
     recomputation, so meta (the math path), CPU and CUDA agree."""
+    from torch.utils.flop_counter import sdpa_backward_flop_count
+
     total = sdpa_backward_flop_count(grad_out.shape, query.shape, key.shape, value.shape)
     b, h, s_q, d = query.shape
     return total - 2 * b * h * s_q * d * key.shape[2]  # minus q·kᵀ recomputed
@@ -97,8 +100,60 @@ def _conv_backward(grad_out, x, w, bias_sizes, stride, padding, dilation, transp
     # grad_weight (x·grad_out), so each costs what the forward did. PyTorch 2.14's own formula
     # transposes the shapes as if groups were 1 and counts grad_weight of a grouped conv
     # `groups` times (65x the forward for a 64-channel depthwise conv instead of 3x).
-    forward = conv_flop_count(list(x.shape), list(w.shape), list(grad_out.shape), transposed=transposed)
+    forward = _conv_flops(x.shape, w.shape, grad_out.shape, transposed)
     return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
+# The products nearly every model runs, by hand: the same formulas as torch.utils.flop_counter's
+# (tests compare them with FlopCounterMode), so that a command counting a CNN does not import that
+# module, which imports Triton where it is installed (0.1-0.2 s of a fresh process).
+def _conv_flops(x_shape, w_shape, out_shape, transposed: bool) -> int:
+    """Each output position of each output channel is a dot product over the kernel and the input
+    channels of its group (``w_shape[1]``); a transposed conv does that at each *input* position."""
+    positions = math.prod((x_shape if transposed else out_shape)[2:])
+    c_out, c_in = w_shape[0], w_shape[1]
+    return 2 * x_shape[0] * positions * c_out * c_in * math.prod(w_shape[2:])
+
+
+def _convolution_formula(args, kwargs, out) -> int:
+    x, w = args[0], args[1]
+    transposed = args[6] if len(args) > 6 else kwargs.get("transposed", False)
+    return _conv_flops(x.shape, w.shape, out.shape, bool(transposed))
+
+
+def _mm_formula(args, kwargs, out) -> int:
+    a, b = args[0], args[1]
+    return 2 * a.shape[0] * a.shape[1] * b.shape[1]
+
+
+def _addmm_formula(args, kwargs, out) -> int:
+    return _mm_formula(args[1:], kwargs, out)
+
+
+def _bmm_formula(args, kwargs, out) -> int:
+    a, b = args[0], args[1]
+    return 2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+
+
+def _baddbmm_formula(args, kwargs, out) -> int:
+    return _bmm_formula(args[1:], kwargs, out)
+
+
+CORE_FORMULAS: Dict[Any, Callable[[tuple, dict, Any], int]] = {
+    aten.convolution: _convolution_formula,
+    aten._convolution: _convolution_formula,
+    aten.mm: _mm_formula,
+    aten.addmm: _addmm_formula,
+    aten.bmm: _bmm_formula,
+    aten.baddbmm: _baddbmm_formula,
+}
+
+
+def _pytorch_formulas() -> Dict[Any, Any]:
+    """torch.utils.flop_counter's registry, imported the first time an op needs it."""
+    from torch.utils.flop_counter import flop_registry
+
+    return flop_registry
 
 
 def _mkldnn_rnn_layer(input, weight0, weight1, *args, **kwargs) -> int:
@@ -224,6 +279,11 @@ _NOT_COUNTED_BY_CONVENTION = {
     "_nested_tensor_from_tensor_list", "nested_to_padded_tensor",
     "nms", "roi_align", "roi_pool", "ps_roi_align", "ps_roi_pool",  # torchvision's detection helpers
 }
+
+
+def _element_wise(func) -> bool:
+    """An op overload the convention leaves out by its kind: element-wise, or named in the set above."""
+    return torch.Tag.pointwise in func.tags or func._overloadpacket.__name__.rstrip("_") in _NOT_COUNTED_BY_CONVENTION
 
 
 _BACKWARD_SUFFIXES = ("_backward_data", "_backward_input", "_backward_weight", "_backward")
@@ -389,11 +449,18 @@ class FlopCounter(DispatchMode):
         if name.endswith("_") and not name.startswith("_"):
             # In-place arithmetic (addmm_, baddbmm_, addmv_...) costs what its out-of-place form does.
             functional = getattr(aten, name[:-1], None)
-            if functional is not None and (functional in EXTRA_FORMULAS or functional in flop_registry):
+            same = getattr(functional, func._overloadname, None) if functional is not None else None
+            if functional is not None and not (same is not None and _element_wise(same)) and (
+                    functional in CORE_FORMULAS or functional in EXTRA_FORMULAS or functional in _pytorch_formulas()):
                 packet = functional
+        if packet in CORE_FORMULAS:
+            return CORE_FORMULAS[packet]
+        if _element_wise(func) or is_view(func):
+            return _ZERO  # left out by its kind: no such op has a formula (tests check), so no registry is needed
+        registry = _pytorch_formulas()
         if packet in EXTRA_FORMULAS or func._schema.name in FORMULAS_BY_NAME:
             extra = EXTRA_FORMULAS.get(packet) or FORMULAS_BY_NAME[func._schema.name]
-            registered = flop_registry.get(packet)
+            registered = registry.get(packet)
 
             def formula(args, kwargs, out):
                 try:
@@ -404,16 +471,14 @@ class FlopCounter(DispatchMode):
                     return registered(*args, **kwargs, out_val=out)
 
             return formula
-        if packet in flop_registry:
+        if packet in registry:
             # PyTorch's registered formulas take shapes behind a wrapper that maps every argument with
             # pytree (a fifth of a small model's trace time); the same shapes, mapped directly.
-            registered = flop_registry[packet]
+            registered = registry[packet]
             on_shapes = getattr(registered, "__wrapped__", None)
             if on_shapes is None:
                 return lambda args, kwargs, out: registered(*args, **kwargs, out_val=out)
             return lambda args, kwargs, out: on_shapes(*_shapes(args), **_shapes(kwargs), out_shape=_shapes(out))
-        if _outside_convention(func):
-            return _ZERO
         return _UNCOUNTED
 
     def begin_backward(self) -> None:
