@@ -479,6 +479,8 @@ class FlopCounter(DispatchMode):
             if on_shapes is None:
                 return lambda args, kwargs, out: registered(*args, **kwargs, out_val=out)
             return lambda args, kwargs, out: on_shapes(*_shapes(args), **_shapes(kwargs), out_shape=_shapes(out))
+        if _outside_convention(func):
+            return _ZERO
         return _UNCOUNTED
 
     def begin_backward(self) -> None:
