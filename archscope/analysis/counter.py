@@ -455,22 +455,22 @@ class FlopCounter(DispatchMode):
                 packet = functional
         if packet in CORE_FORMULAS:
             return CORE_FORMULAS[packet]
-        if _element_wise(func) or is_view(func):
-            return _ZERO  # left out by its kind: no such op has a formula (tests check), so no registry is needed
-        registry = _pytorch_formulas()
         if packet in EXTRA_FORMULAS or func._schema.name in FORMULAS_BY_NAME:
             extra = EXTRA_FORMULAS.get(packet) or FORMULAS_BY_NAME[func._schema.name]
-            registered = registry.get(packet)
 
             def formula(args, kwargs, out):
                 try:
                     return extra(*args, **kwargs)
                 except (ValueError, IndexError, AttributeError, TypeError):
+                    registered = _pytorch_formulas().get(packet)
                     if registered is None:  # a layout ours does not read (varlen attention): PyTorch's
                         raise
                     return registered(*args, **kwargs, out_val=out)
 
             return formula
+        if _element_wise(func) or is_view(func):
+            return _ZERO  # left out by its kind: no such op has a formula (tests check), so no registry is needed
+        registry = _pytorch_formulas()
         if packet in registry:
             # PyTorch's registered formulas take shapes behind a wrapper that maps every argument with
             # pytree (a fifth of a small model's trace time); the same shapes, mapped directly.
