@@ -37,6 +37,7 @@ def trace(
     train: bool = False,
     rf: bool = False,
     collapse: bool = False,
+    memo: bool = True,
     **kwargs,
 ) -> Trace:
     """Trace a zoo name, ``tv:NAME``, ``timm:NAME``, a ``file.py:factory`` / ``module:attr``
@@ -53,12 +54,14 @@ def trace(
     in ``train_flops``. ``rf=True`` adds each row's receptive field (``rf``: size, jump,
     start per spatial axis). ``collapse=True`` merges consecutive identical sibling rows into
     one ``first … last`` row of type ``T ×N`` (as ``graph`` does). ``device`` None: meta, except that a
-    small model passed in with its weights on CPU runs there (faster, the same numbers); "meta" forces meta. Builder options go in
+    small model passed in with its weights on CPU runs there (faster, the same numbers); "meta" forces meta.
+    ``memo=False`` runs every repeated block rather than replaying its first run (the same numbers,
+    slower; memo.py says when a block is replayed). Builder options go in
     ``**kwargs`` or, when one is named like an argument of ``trace`` itself, in ``model_kwargs``.
     """
     model_kwargs = {**(model_kwargs or {}), **kwargs}
     loaded, inputs, run = counted_run(model, input_size, depth, device, batch, model_kwargs, dtypes, input_data,
-                                      train=train, rf=rf)
+                                      train=train, rf=rf, memo=memo)
     return _trace_of(loaded, inputs, run, depth, collapse, model_kwargs)
 
 

@@ -38,6 +38,8 @@ class Recorder:
         self.receptive = None  # the ReceptiveFields mode of this forward, when fields are followed
         self.flow = None  # the Flow of this forward (tensors from producer to consumer), when asked for
         self.known = None  # the KnownValues of a meta forward (the values of the input archscope made)
+        self.journal: Optional[List[Tuple[str, Any, Any]]] = None  # while a block is recorded (memo.py): its calls
+        self.replayed = 0  # block calls replayed rather than run (memo.py)
         self.counter = counter
         self.tag_autograd = tag_autograd
         self.node_path: Dict[Any, str] = {}  # autograd node → the call path whose forward created it
@@ -52,6 +54,7 @@ class Recorder:
         self.last_seen: Dict[str, int] = {}
         self.stack: List[Tuple[str, nn.Module, Any]] = []
         self._relative: Dict[Tuple[int, int], Optional[str]] = {}
+        self._descendants: Dict[int, Dict[int, str]] = {}  # parent → {descendant: its name in parent}
         self._finished = 0  # calls completed so far, to order them
         self._handles = []
         for module in dict.fromkeys(m for _, m in model.named_modules()):
@@ -66,7 +69,7 @@ class Recorder:
         parent_path, parent, _ = self.stack[-1]
         key = (id(parent), id(module))
         if key not in self._relative:
-            self._relative[key] = _relative_name(parent, module)
+            self._relative[key] = self._relative_name(parent, module)
         rel = self._relative[key]
         if rel is None:
             return self.names.get(id(module), "")
@@ -87,15 +90,28 @@ class Recorder:
             self.flow.leave(path, module, output)
         if self.tag_autograd:
             self._tag(path, output, inputs)
+        self._finished_call(path, self.inputs[path], shape_of(output))
+        if self.fields is not None:
+            self.fields[path] = field_of(output)
+        self.charge(self.stack[-1][0] if self.stack else None)
+
+    def _finished_call(self, path: str, inputs, outputs) -> None:
         self._finished += 1
         self.first_seen.setdefault(path, self._finished)
         self.last_seen[path] = self._finished
         self.calls[path] = self.calls.get(path, 0) + 1
-        self.outputs[path] = shape_of(output)
-        self.call_outputs.setdefault(path, []).append(self.outputs[path])
-        if self.fields is not None:
-            self.fields[path] = field_of(output)
-        self.charge(self.stack[-1][0] if self.stack else None)
+        self.outputs[path] = outputs
+        self.call_outputs.setdefault(path, []).append(outputs)
+        if self.journal is not None:
+            self.journal.append((path, inputs, outputs))
+
+    def replay(self, calls) -> None:
+        """Record module calls that were not run, as their hooks would have: ``(path, module, input
+        shape, output shape)`` in the order they finished (a memoised block's, memo.py)."""
+        for path, module, inputs, outputs in calls:
+            self.modules.setdefault(path, module)
+            self.inputs[path] = inputs
+            self._finished_call(path, inputs, outputs)
 
     def _tag(self, path: str, output, inputs) -> None:
         """Give this call's path to the autograd nodes its forward created: walk back from the
@@ -155,11 +171,16 @@ class Recorder:
         self._handles.clear()
 
 
-def _relative_name(parent: nn.Module, child: nn.Module) -> Optional[str]:
-    for name, module in parent._modules.items():  # the common case: a direct child
-        if module is child:
-            return name
-    for name, module in parent.named_modules():
-        if module is child and name:
-            return name
-    return None
+    def _relative_name(self, parent: nn.Module, child: nn.Module) -> Optional[str]:
+        for name, module in parent._modules.items():  # the common case: a direct child
+            if module is child:
+                return name
+        # A descendant called by an ancestor (a decoder layer in a ModuleList, called by the model):
+        # the ancestor's names of all its descendants, made once (80 layers: one walk, not 80).
+        below = self._descendants.get(id(parent))
+        if below is None:
+            below = self._descendants[id(parent)] = {}
+            for name, module in parent.named_modules():
+                if name:
+                    below.setdefault(id(module), name)
+        return below.get(id(child))

@@ -20,6 +20,7 @@ from archscope.analysis.counter import FlopCounter
 from archscope.analysis.flow import Flow
 from archscope.analysis.hooks import Recorder
 from archscope.analysis.known_values import KnownValues
+from archscope.analysis.memo import BlockMemo, without_kv_cache
 from archscope.analysis.modes import mode_stack
 from archscope.analysis.receptive import ReceptiveFields, mark_input
 from archscope.errors import UsageError, first_line, is_meta_limitation
@@ -62,6 +63,7 @@ class RunOptions:
     flow_depth: Optional[int] = None  # record the dataflow between module calls at this depth
     dtype: Optional[torch.dtype] = None  # the model's floating tensors taken at this dtype
     prefer_cpu: bool = True  # a small model passed in with CPU weights runs there rather than on meta
+    memo: bool = True  # on meta, repeated blocks are replayed from their first run (memo.py)
 
 
 @dataclass
@@ -252,9 +254,17 @@ def _run(get_module, inputs: Inputs, device: str, counter, note, options: RunOpt
         raise UsageError(f"could not allocate the input on {device}: {first_line(error)}") from error
     try:
         known = inputs.made_values(args, kwargs) if follow_values else None
-        out, rec = forward(module, args, kwargs, device, counter, train=options.train, rf=options.rf,
-                           flow_depth=options.flow_depth, dtype=dtype if cast else None, shared=shared,
-                           scripted=scripted, known=known)
+        how = dict(train=options.train, rf=options.rf, flow_depth=options.flow_depth,
+                   dtype=dtype if cast else None, shared=shared, scripted=scripted, known=known)
+        try:
+            out, rec = forward(module, args, kwargs, device, counter, memo=options.memo, **how)
+        except Exception as error:  # noqa: BLE001 - a memoised run fails only where the plain one does, or
+            # where running without the key/value cache took another path: that run is made again plainly
+            blocks = getattr(error, "__archscope_memo__", None)
+            if blocks is None or not blocks.entered:
+                raise
+            counter.__dict__.update(counter.fresh().__dict__)  # its partial counts are not kept
+            out, rec = forward(module, args, kwargs, device, counter, memo=False, **how)
         if rec.known is not None and rec.known.answered:
             read = ("the model read its input's values, which archscope knows on meta for the input it made "
                     "(zeros; masks of ones): its branches followed those (give real inputs with --input-data)")
@@ -324,15 +334,23 @@ def _has_lazy_parameters(model: nn.Module) -> bool:
 def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: Optional[FlopCounter] = None,
             train: bool = False, rf: bool = False, flow_depth: Optional[int] = None,
             dtype: Optional[torch.dtype] = None, shared: bool = False, scripted: bool = False,
-            known: Optional[list] = None, listeners: Sequence[Any] = ()):
+            known: Optional[list] = None, listeners: Sequence[Any] = (), memo: bool = False):
     """One forward call with hooks, in eval mode and without autograd; with ``train``, in
     train mode followed by a backward pass of the sum of the outputs (the counter keeps
     its FLOPs apart). On ``meta``, a model with real tensors (or any model, with ``train``:
     its parameters must not collect gradients) runs through ``functional_call`` with meta
     stand-ins (at ``dtype``, when given), so nothing of it changes; ``shared``: a user's model runs on
     its own parameters with copies of its buffers (an eval forward writes nothing else). Returns ``(output, recorder)``; on failure the
-    recorder rides on the exception as ``__archscope_recorder__`` (the diagnosis reads its stack)."""
+    recorder rides on the exception as ``__archscope_recorder__`` (the diagnosis reads its stack).
+    ``memo``: repeated blocks are replayed (memo.py), where the run records nothing else per op."""
+    blocks = None
+    if memo and device == "meta" and counter is not None and not (train or rf or scripted or listeners or
+                                                                   counter.record_ops or flow_depth is not None):
+        blocks = BlockMemo(model, counter).install()  # before the recorder's hooks: only a user's refuse a block
+        kwargs = without_kv_cache(model, kwargs)
     recorder = Recorder(model, counter, tag_autograd=train, fields=rf, listeners=tuple(listeners))
+    if blocks is not None:
+        blocks.recorder = recorder
     if scripted:
         recorder.charge("")  # no hook will say whose ops run: the scripted root's
     observers = []
@@ -367,9 +385,13 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
         return out, recorder
     except BaseException as error:
         error.__archscope_recorder__ = recorder
+        error.__archscope_memo__ = blocks
         raise
     finally:
         recorder.remove()
+        if blocks is not None:
+            blocks.remove()
+            recorder.replayed = blocks.replayed
 
 
 def _backward(out, recorder: Recorder, counter: Optional[FlopCounter]) -> None:

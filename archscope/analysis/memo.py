@@ -1,0 +1,361 @@
+"""Repeated blocks cost one block: a block's run is recorded once and replayed for its twins.
+
+A Llama-2-70B-shaped model runs the same decoder layer 80 times, a ViT the same encoder block 12
+times, on inputs of the same shapes. On the meta device nothing a block computes depends on
+anything but what it is (its class, the configuration its repr shows, its other attributes, its
+parameters' and buffers' shapes and dtypes, its submodules', its training flags) and what it is given (the shapes, strides
+and dtypes of its tensors, its other arguments). So a block call is keyed by those, and:
+
+- the first call with a key runs and is recorded: every module call inside it (relative call
+  path, input and output shapes), the FLOPs charged to each path inside it, the uncounted ops,
+  and its output's metadata;
+- the second runs too, and its recording must equal the first's exactly, else the key is refused
+  for the rest of the run (a block whose work depends on something the key misses: a layer index
+  that picks a different path, a global);
+- from the third on, the recording is replayed (so only blocks with at least three twins in the
+  model are watched at all; a module called in a loop is run each time): the recorder and the counter receive what a run
+  would have given them, under the new block's call path, and the block returns fresh meta
+  tensors of the recorded metadata (or the very input object, where the block returned one).
+
+A key is refused for good when its block reads a tensor's value (data-dependent control flow),
+changes its own state during a call (an attribute rebound, a list or dict that grows, a buffer
+replaced), is called with anything but tensors and plain values, returns anything else, or has
+hooks of the user's. Where the run follows the values of the input archscope made (known_values.py),
+a block is run, never replayed, when a known value flows into it, and refused when it reads one or
+returns one. Memoisation is only used where the run records nothing else per op: a meta forward
+counting FLOPs, no training step, receptive fields, dataflow or listeners (``run.forward`` decides).
+"""
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+_PLAIN = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format, torch.layout)
+_TABLES = {"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "_forward_hooks",
+           "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+           "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks", "_state_dict_hooks",
+           "_state_dict_pre_hooks", "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks", "forward"}
+_HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+_REFUSED = object()
+
+
+@dataclass
+class _Recording:
+    """One block call, relative to the block's own call path."""
+
+    events: List[Tuple[str, Any, Any]]  # (relative path, input shape, output shape) per inner call, in order
+    flops: Dict[str, int]  # relative path ("" the block's own ops) → FLOPs
+    total: int
+    uncounted: Counter
+    routed: bool
+    output: Any  # the output's description (see _describe)
+    verified: bool = False
+
+    def same(self, other: "_Recording") -> bool:
+        return (self.events, self.flops, self.total, self.uncounted, self.routed, self.output) == \
+            (other.events, other.flops, other.total, other.uncounted, other.routed, other.output)
+
+
+@dataclass
+class BlockMemo:
+    """Installed on a model's (stand-in's) non-leaf modules for one meta forward; ``remove()`` restores
+    every module's ``forward`` exactly. ``replayed``: block calls that were replayed."""
+
+    root: nn.Module
+    counter: Any
+    recorder: Any = None
+    replayed: int = 0
+    entered: bool = False  # a watched block was called (a failure before it owes nothing to memoisation)
+    _entries: Dict[Any, Any] = field(default_factory=dict)
+    _structure: Dict[int, Any] = field(default_factory=dict)
+    _wrapped: List[Tuple[nn.Module, Any]] = field(default_factory=list)
+
+    def install(self) -> "BlockMemo":
+        if _global_hooks():
+            return self  # a user's global module hook sees every call: nothing may be skipped
+        candidates = [m for m in dict.fromkeys(self.root.modules()) if m is not self.root and m._modules
+                      and not isinstance(m, torch.jit.ScriptModule)]
+        keys = [self._key_of(m) for m in candidates]
+        twins = Counter(k for k in keys if k is not None)
+        for module, key in zip(candidates, keys):
+            # Two calls are recorded before a third is replayed: a block with fewer twins would only cost.
+            if key is not None and twins[key] >= 3:
+                self._wrap(module, key)
+        return self
+
+    def remove(self) -> None:
+        for module, own in reversed(self._wrapped):
+            if own is None:
+                module.__dict__.pop("forward", None)
+            else:
+                module.__dict__["forward"] = own
+        self._wrapped.clear()
+
+    # ----------------------------------------------------------------------- what decides a block
+
+    def _key_of(self, module: nn.Module) -> Optional[tuple]:
+        known = self._structure.get(id(module), _REFUSED)
+        if known is not _REFUSED:
+            return known
+        key = None
+        if not any(getattr(module, table, None) for table in _HOOK_TABLES) and \
+                not getattr(module, "_forward_hooks_with_kwargs", None):
+            kids = []
+            for name, child in module._modules.items():
+                child_key = None if child is None else self._key_of(child)
+                if child is not None and child_key is None:
+                    break
+                kids.append((name, child_key))
+            else:
+                try:
+                    extra = module.extra_repr()
+                except Exception:  # noqa: BLE001 - a repr that fails: not keyed
+                    extra = None
+                if extra is not None:
+                    key = (type(module), extra, module.training, _tensors_key(module._parameters),
+                           _tensors_key(module._buffers), _attributes_key(module), tuple(kids))
+        self._structure[id(module)] = key
+        return key
+
+    # ----------------------------------------------------------------------- one call
+
+    def _wrap(self, module: nn.Module, structure: tuple) -> None:
+        own = module.__dict__.get("forward")  # an instance attribute of the user's (an accelerate hook), or None
+        bound = own if own is not None else type(module).forward.__get__(module)
+
+        @functools.wraps(bound)
+        def forward(*args, **kwargs):
+            return self._call(module, bound, structure, args, kwargs)
+
+        module.__dict__["forward"] = forward  # not Module.__setattr__: a function is no submodule or tensor
+        self._wrapped.append((module, own))
+
+    def _call(self, module, bound, structure, args, kwargs):
+        rec = self.recorder
+        self.entered = True
+        if rec is None or not rec.stack or rec.stack[-1][1] is not module:
+            return bound(*args, **kwargs)  # forward() called directly, not through the module's hooks
+        inputs = _inputs_key((args, kwargs))
+        if inputs is None or _knows_any(rec.known, _leaves((args, kwargs))):
+            return bound(*args, **kwargs)  # a value known on meta flows in: the block's run may depend on it
+        key = (structure, inputs)
+        entry = self._entries.get(key)
+        if entry is _REFUSED:
+            return bound(*args, **kwargs)
+        path = rec.stack[-1][0]
+        if entry is not None and entry.verified:
+            return self._replay(entry, module, path, args, kwargs)
+        out, recording = self._record(module, bound, path, args, kwargs)
+        if recording is None:
+            self._entries[key] = _REFUSED
+        elif entry is None:
+            self._entries[key] = recording
+        elif entry.same(recording):
+            entry.verified = True
+        else:
+            self._entries[key] = _REFUSED
+        return out
+
+    def _record(self, module, bound, path: str, args, kwargs):
+        rec, counter = self.recorder, self.counter
+        outer_flops, outer_journal = counter.by_key, rec.journal
+        total, uncounted, read, routed = counter.total, Counter(counter.uncounted), counter.data_dependent, counter.routed
+        counter.by_key, rec.journal, counter.data_dependent = {}, [], False
+        before, answered = _state(module), rec.known.answered if rec.known is not None else 0
+        try:
+            out = bound(*args, **kwargs)
+        finally:
+            flops, journal, value_read = counter.by_key, rec.journal, counter.data_dependent
+            for k, v in flops.items():
+                outer_flops[k] = outer_flops.get(k, 0) + v
+            counter.by_key, rec.journal, counter.data_dependent = outer_flops, outer_journal, read or value_read
+            if outer_journal is not None:
+                outer_journal.extend(journal)
+        if value_read or _state(module) != before:
+            return out, None
+        if rec.known is not None and (rec.known.answered != answered or _knows_any(rec.known, _leaves(out))):
+            return out, None  # it read a known value, or made one that later code may read
+        prefix = f"{path}." if path else ""
+        inner = dict(module.named_modules(remove_duplicate=False))
+        events = []
+        for p, shape_in, shape_out in journal:
+            if not p.startswith(prefix) or p[len(prefix):] not in inner:
+                return out, None  # a call outside the block's own tree (a module it does not hold)
+            events.append((p[len(prefix):], shape_in, shape_out))
+        relative = {}
+        for k, v in flops.items():
+            if k == path:
+                relative[""] = v
+            elif isinstance(k, str) and k.startswith(prefix):
+                relative[k[len(prefix):]] = v
+            else:
+                return out, None
+        described = _describe(out, _leaves((args, kwargs)))
+        if described is None:
+            return out, None
+        return out, _Recording(events, relative, counter.total - total, Counter(counter.uncounted) - uncounted,
+                               counter.routed and not routed, described)
+
+    def _replay(self, entry: _Recording, module, path: str, args, kwargs):
+        rec, counter = self.recorder, self.counter
+        prefix = f"{path}." if path else ""
+        inner = dict(module.named_modules(remove_duplicate=False))
+        rec.replay([(prefix + rel, inner[rel], shape_in, shape_out) for rel, shape_in, shape_out in entry.events])
+        for rel, v in entry.flops.items():
+            k = prefix + rel if rel else path
+            counter.by_key[k] = counter.by_key.get(k, 0) + v
+        counter.total += entry.total
+        counter.uncounted.update(entry.uncounted)
+        if entry.routed:
+            counter.routed = True
+        self.replayed += 1
+        return _remake(entry.output, _leaves((args, kwargs)))
+
+
+def without_kv_cache(model: nn.Module, kwargs: dict) -> dict:
+    """A decoder (transformers) fills a key/value cache by default: an object every layer appends to,
+    state that changes between calls, so no layer could be replayed. A count runs one forward and
+    generates nothing after it, and filling an empty cache is no op (it keeps the tensors the layers
+    made), so a memoised count runs with ``use_cache=False``: the same ops, rows and outputs' shapes."""
+    if "use_cache" in kwargs or not getattr(getattr(model, "config", None), "use_cache", False):
+        return kwargs
+    try:
+        import inspect
+
+        takes = "use_cache" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return kwargs
+    return {**kwargs, "use_cache": False} if takes else kwargs
+
+
+# --------------------------------------------------------------------------- keys and descriptions
+
+def _global_hooks() -> bool:
+    from torch.nn.modules import module as base
+
+    return any(getattr(base, name, None) for name in ("_global_forward_hooks", "_global_forward_pre_hooks",
+                                                       "_global_backward_hooks", "_global_forward_hooks_always_called"))
+
+
+def _attributes_key(module: nn.Module) -> tuple:
+    """Every other attribute: a plain value by value (a flag, a size, an index: a block whose forward
+    branches on one differs from its twins), anything else by identity (one config object shared by
+    all layers keys alike; a layer's own object does not). One exception: transformers' own modules
+    keep their index in the model in ``layer_idx``, which its code reads to address the key/value
+    cache (absent from a memoised count) and, at construction, to choose the layer's kind, which
+    the layer then holds in attributes that are keyed (``attention_type``, ``is_sliding``...)."""
+    from_transformers = type(module).__module__.startswith("transformers.")
+    parts = []
+    for k, v in module.__dict__.items():
+        if k in _TABLES or (from_transformers and k == "layer_idx"):
+            continue
+        parts.append((k, type(v), repr(v) if _plain_value(v) else id(v)))
+    return tuple(parts)
+
+
+def _plain_value(v) -> bool:
+    """A plain value, or a list, tuple or set of them (a conv's padding, a shape): keyed by value."""
+    if isinstance(v, _PLAIN):
+        return True
+    return type(v) in (list, tuple, set, frozenset, torch.Size) and len(v) <= 64 and all(_plain_value(i) for i in v)
+
+
+def _tensors_key(table) -> tuple:
+    return tuple((name, None) if t is None else (name, tuple(t.shape), t.dtype, t.requires_grad)
+                 for name, t in table.items())
+
+
+def _inputs_key(x):
+    """The metadata that decides a meta block's work, or None when an argument is not a tensor or a
+    plain value (a cache object, a custom class: state the key cannot see)."""
+    if type(x) is torch.Tensor or type(x) is nn.Parameter:
+        if x.device.type != "meta" or x.layout is not torch.strided or x.is_nested:
+            return None
+        return ("t", tuple(x.shape), x.stride(), x.storage_offset(), x.dtype, x.requires_grad)
+    if isinstance(x, _PLAIN):
+        return (type(x), x)
+    if type(x) in (list, tuple):
+        keys = tuple(_inputs_key(i) for i in x)
+        return None if any(k is None for k in keys) else (type(x), keys)
+    if type(x) is dict:
+        keys = tuple((k, _inputs_key(v)) for k, v in x.items())
+        return None if any(not isinstance(k, str) or v is None for k, v in keys) else (dict, keys)
+    return None
+
+
+def _knows_any(known, tensors) -> bool:
+    return known is not None and any(t in known.values for t in tensors)
+
+
+def _leaves(x) -> List[torch.Tensor]:
+    found = []
+    if isinstance(x, torch.Tensor):
+        found.append(x)
+    elif type(x) in (list, tuple):
+        for i in x:
+            found.extend(_leaves(i))
+    elif type(x) is dict:
+        for v in x.values():
+            found.extend(_leaves(v))
+    return found
+
+
+def _describe(out, inputs: List[torch.Tensor]):
+    """The output's structure and each tensor's metadata; a tensor that is one of the inputs is kept
+    as that input's position (a block that returns what it was given returns the new block's)."""
+    if type(out) is torch.Tensor:
+        for i, t in enumerate(inputs):
+            if t is out:
+                return ("input", i)
+        if out.device.type != "meta" or out.layout is not torch.strided or out.is_nested or out.requires_grad:
+            return None
+        return ("tensor", tuple(out.shape), out.stride(), out.dtype)
+    if isinstance(out, _PLAIN):
+        return ("plain", out)
+    if type(out) in (list, tuple):
+        parts = [_describe(o, inputs) for o in out]
+        return None if any(p is None for p in parts) else (type(out), tuple(parts))
+    if type(out) is dict:
+        parts = [(k, _describe(v, inputs)) for k, v in out.items()]
+        return None if any(p is None for _, p in parts) else (dict, tuple(parts))
+    return None
+
+
+def _remake(made, inputs: List[torch.Tensor]):
+    kind = made[0]
+    if kind == "input":
+        return inputs[made[1]]
+    if kind == "tensor":
+        _, shape, stride, dtype = made
+        return torch.empty_strided(shape, stride, dtype=dtype, device="meta")
+    if kind == "plain":
+        return made[1]
+    if kind is dict:
+        return {k: _remake(v, inputs) for k, v in made[1]}
+    return kind(_remake(p, inputs) for p in made[1])
+
+
+def _state(module: nn.Module) -> tuple:
+    """What a call could change in a block without returning it: each module's own attributes (plain
+    values by value, others by identity, lists, dicts and sets also by length) and which tensors and
+    submodules it holds."""
+    state = []
+    for m in module.modules():
+        own = []
+        for k, v in m.__dict__.items():
+            if k in _TABLES:
+                continue
+            if isinstance(v, _PLAIN):
+                own.append((k, type(v), repr(v)))  # by repr: a NaN attribute equals itself
+            elif isinstance(v, (list, dict, set)):
+                own.append((k, id(v), len(v)))
+            else:
+                own.append((k, id(v)))
+        state.append((tuple(own), tuple(id(t) for t in m._parameters.values()),
+                      tuple(id(t) for t in m._buffers.values()), tuple(id(c) for c in m._modules.values())))
+    return tuple(state)

@@ -1,0 +1,159 @@
+"""Repeated blocks replayed from their first run (memo.py): every number equals the run that runs
+every block, on models nobody wrote the memo for; blocks that must not be replayed are not."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from archscope.analysis.api import counted_run, trace
+
+
+def _rows(t):
+    return [(r.name, r.type, r.output_shape, r.input_shape, r.flops, r.params, r.calls, r.call_shapes, r.kind)
+            for r in t.rows]
+
+
+def _both(model, size=None, **kwargs):
+    memoised = trace(model, size, depth=99, device="meta", **kwargs)
+    plain = trace(model, size, depth=99, device="meta", memo=False, **kwargs)
+    assert _rows(memoised) == _rows(plain)
+    assert (memoised.totals, memoised.uncounted_ops, memoised.output_shape, memoised.note) == \
+        (plain.totals, plain.uncounted_ops, plain.output_shape, plain.note)
+    return memoised
+
+
+def _replayed(model, size=None, **kwargs) -> int:
+    _, _, run = counted_run(model, size, 1, "meta", None, kwargs, None, None)
+    return run.recorder.replayed
+
+
+TORCHVISION = ["tv:vit_b_16", "tv:resnet50", "tv:swin_t", "tv:efficientnet_b0", "tv:convnext_tiny", "tv:densenet121",
+               "tv:regnet_y_400mf", "tv:maxvit_t", "googlenet", "vgg"]
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_torchvision_models_count_the_same_memoised(name):
+    _both(name)
+
+
+def test_repeated_blocks_are_replayed():
+    assert _replayed("tv:vit_b_16") == 10  # 12 identical encoder blocks: two run, ten replayed
+    assert _replayed("tv:resnet50") > 0
+
+
+HF_TYPES = ["llama", "gpt2", "bert", "t5", "mistral", "qwen2", "gemma2", "mixtral", "whisper", "vit", "roberta",
+            "distilbert", "bart", "opt", "phi", "falcon", "gpt_neox", "deit", "electra", "albert"]
+
+
+@pytest.mark.parametrize("name", HF_TYPES)
+def test_transformers_types_count_the_same_memoised(name):
+    pytest.importorskip("transformers")
+    _both(f"hf:{name}", num_hidden_layers=4)
+
+
+def test_an_80_layer_llama_replays_78_layers_and_keeps_its_exact_count():
+    pytest.importorskip("transformers")
+    llama70 = dict(hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8,
+                   vocab_size=32000, num_hidden_layers=80)
+    t = _both("hf:llama", **llama70)
+    assert t.totals.params == 68_714_504_192  # Llama-2-70B's published size
+    assert _replayed("hf:llama", **llama70) == 78
+
+
+class _Twins(nn.Module):
+    def __init__(self, block, n=5):
+        super().__init__()
+        self.blocks = nn.ModuleList(block(i) for i in range(n))
+
+    def forward(self, x):
+        for b in self.blocks:
+            x = b(x)
+        return x
+
+
+class _CountsItsCalls(nn.Module):
+    """State that changes between calls: every second call of the model does two matmuls."""
+
+    def __init__(self, i):
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+        self.seen = 0
+
+    def forward(self, x):
+        self.seen += 1
+        return self.lin(self.lin(x)) if self.seen % 2 == 0 else self.lin(x)
+
+
+class _BranchesOnItsIndex(nn.Module):
+    """A plain attribute decides the work: the third block and later do an extra matmul."""
+
+    def __init__(self, i):
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+        self.position = i
+
+    def forward(self, x):
+        return self.lin(self.lin(x)) if self.position >= 2 else self.lin(x)
+
+
+class _Appends(nn.Module):
+    """A list that grows on each call (a cache): state the key cannot see."""
+
+    def __init__(self, i):
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+        self.kept = []
+
+    def forward(self, x):
+        self.kept.append(x)
+        return self.lin(x) if len(self.kept) == 1 else x
+
+
+class _ReturnsItsInput(nn.Module):
+    def __init__(self, i):
+        super().__init__()
+        self.inner = nn.Identity()
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+MATMUL = 2 * 4 * 8 * 8  # one Linear(8, 8) on a (4, 8) input
+
+
+def test_a_block_whose_state_changes_is_not_replayed():
+    model = _Twins(_CountsItsCalls)
+    t = _both(model, (4, 8))
+    assert t.totals.flops == 5 * MATMUL  # each block is called once: one matmul each
+    assert _replayed(_Twins(_CountsItsCalls), (4, 8)) == 0
+    model(torch.zeros(4, 8))  # the user's model itself was not touched by the traces above
+    assert [b.seen for b in model.blocks] == [1] * 5
+
+
+def test_a_block_that_branches_on_an_attribute_is_keyed_by_it():
+    t = _both(_Twins(_BranchesOnItsIndex), (4, 8))
+    assert t.totals.flops == (2 + 3 * 2) * MATMUL
+
+
+def test_a_block_whose_list_grows_is_not_replayed():
+    shared = _Appends(0)
+    model = nn.Sequential(*[shared] * 4)  # one module called four times
+    t = _both(model, (4, 8))
+    assert t.totals.flops == MATMUL  # the first call's matmul; later calls return their input
+    assert _replayed(_Twins(_Appends), (4, 8)) == 0
+
+
+def test_a_replayed_block_that_returns_its_input_returns_the_new_input():
+    t = _both(_Twins(_ReturnsItsInput, n=6), (3, 5))
+    assert t.output_shape == [3, 5]
+    assert _replayed(_Twins(_ReturnsItsInput, n=6), (3, 5)) == 4
+
+
+def test_a_block_with_a_users_hook_is_never_replayed():
+    model = _Twins(lambda i: nn.Sequential(nn.Linear(8, 8), nn.ReLU()))
+    calls = []
+    model.blocks[3].register_forward_hook(lambda m, a, o: calls.append(1))
+    assert _replayed(model, (4, 8)) == 2  # blocks 0, 1 run, 2 and 4 replayed; 3 has a hook, so it runs
+    assert calls == [1]  # the hook saw its block's call
+    _both(model, (4, 8))
