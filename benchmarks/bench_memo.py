@@ -1,0 +1,103 @@
+"""Repeated blocks cost about one block: a deep model against its 2-layer twin, memoised and not.
+
+    python benchmarks/bench_memo.py [--repeats 5] [--layers 80] [--shell]
+
+In process (transformers imported once beforehand, each model built and traced by ``trace``):
+a Llama-2-70B-shaped ``hf:llama`` with ``--layers`` layers against the same config with 2 layers,
+memoised (the default) and with ``memo=False``, medians of ``--repeats``; it prints the deep
+model's time as a ratio of the shallow one's (the goal: within 2x) and checks that both ways give
+the same parameters and FLOPs (68,714,504,192 parameters at 80 layers). The same for ViT-B/16
+against a 2-layer ViT, torchvision's own model.
+
+``--shell`` also times ``archscope params hf:llama --arg num_hidden_layers=N ...`` in fresh
+processes against ``python -c "import torch, transformers"`` (the goal: within that + 0.5 s).
+Run it alone: this machine has two cores.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+LLAMA_70B = dict(hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8,
+                 vocab_size=32000)
+
+
+def _median(fn, repeats: int):
+    times, result = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def _in_process(label: str, deep, shallow, repeats: int) -> None:
+    from archscope.analysis.api import trace
+
+    figures = {}
+    for memo in (True, False):
+        for name, spec in (("deep", deep), ("shallow", shallow)):
+            model, kwargs = spec
+            trace(model, memo=memo, **kwargs)  # warm: first-op costs are not the block's
+            seconds, t = _median(lambda: trace(model, memo=memo, **kwargs), repeats)  # noqa: B023
+            figures[(memo, name)] = (seconds, t.totals.params, t.totals.flops)
+    same = figures[(True, "deep")][1:] == figures[(False, "deep")][1:]
+    print(f"{label}: {figures[(True, 'deep')][1]:,} parameters, {figures[(True, 'deep')][2]:,} FLOPs; "
+          f"the same memoised and not: {'yes' if same else 'NO'}")
+    for memo in (True, False):
+        deep_s, shallow_s = figures[(memo, "deep")][0], figures[(memo, "shallow")][0]
+        print(f"  {'memoised' if memo else 'memo=False':<11} deep {deep_s * 1e3:7.1f} ms   shallow {shallow_s * 1e3:6.1f} ms"
+              f"   deep / shallow {deep_s / shallow_s:5.1f}x (goal 2x)")
+
+
+def _wall(cmd) -> float:
+    started = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - started
+
+
+def _shell(layers: int, repeats: int) -> None:
+    exe = shutil.which("archscope") or sys.exit("archscope is not installed: pip install -e .")
+    args = [exe, "params", "hf:llama", "--arg", f"num_hidden_layers={layers}"]
+    for k, v in LLAMA_70B.items():
+        args += ["--arg", f"{k}={v}"]
+    base, command = [], []
+    for _ in range(repeats):  # interleaved, so both see the same machine
+        base.append(_wall([sys.executable, "-c", "import torch, transformers"]))
+        command.append(_wall(args))
+    b, c = statistics.median(base), statistics.median(command)
+    print(f"from the shell: import torch + transformers {b:.2f} s; archscope params hf:llama ({layers} layers) "
+          f"{c:.2f} s: {c - b:+.2f} s past it (goal +0.5 s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--layers", type=int, default=80)
+    parser.add_argument("--shell", action="store_true", help="also time the CLI in fresh processes")
+    args = parser.parse_args()
+    import torch
+    import torchvision.models as tv
+    import transformers  # noqa: F401 - imported before any timing
+
+    torch.set_num_threads(2)
+    _in_process(f"hf:llama, Llama-2-70B's shape, {args.layers} layers against 2",
+                ("hf:llama", dict(LLAMA_70B, num_hidden_layers=args.layers)),
+                ("hf:llama", dict(LLAMA_70B, num_hidden_layers=2)), args.repeats)
+    with torch.device("meta"):
+        vit, vit2 = tv.vit_b_16(), tv.vit_b_16(num_layers=2)
+    _in_process("torchvision ViT-B/16, 12 layers against 2", (vit, {}), (vit2, {}), args.repeats)
+    if args.shell:
+        _shell(args.layers, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
