@@ -92,8 +92,8 @@ def main() -> None:
     _in_process(f"hf:llama, Llama-2-70B's shape, {args.layers} layers against 2",
                 ("hf:llama", dict(LLAMA_70B, num_hidden_layers=args.layers)),
                 ("hf:llama", dict(LLAMA_70B, num_hidden_layers=2)), args.repeats)
-    with torch.device("meta"):
-        vit, vit2 = tv.vit_b_16(), tv.vit_b_16(num_layers=2)
+    with torch.device("meta"):  # ViT-B/16's own class, at 12 layers and at 2
+        vit, vit2 = (tv.vision_transformer.VisionTransformer(224, 16, layers, 12, 768, 3072) for layers in (12, 2))
     _in_process("torchvision ViT-B/16, 12 layers against 2", (vit, {}), (vit2, {}), args.repeats)
     if args.shell:
         _shell(args.layers, args.repeats)

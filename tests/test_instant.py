@@ -94,9 +94,10 @@ def test_counting_a_cnn_imports_neither_flop_counter_nor_sympy():
     where it is installed) nor PyTorch's Python meta kernels (whose torch._check imports SymPy)."""
     script = textwrap.dedent("""
         import sys
-        from archscope import trace
+        from archscope import check, trace
         for name in ("lenet", "alexnet", "vgg", "nin", "googlenet"):
             trace(name, device="meta")
+            check(name)
         print(sorted(m for m in ("torch.utils.flop_counter", "triton", "sympy") if m in sys.modules))
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)

@@ -7,7 +7,9 @@ outermost first:
 2. autograd on (a training step) or off;
 3. library warnings silenced (a model's deprecation chatter is not archscope's output);
 4. on meta, PyTorch's reference kernels run without importing torch._dynamo (no_dynamo.py), which
-   their wrapper does on a first call only to find dynamo is not tracing;
+   their wrapper does on a first call only to find dynamo is not tracing; and where no FLOP counter
+   runs (which does it itself, under its cache), archscope's own kernels for the common ops
+   (fast_meta.py), nearest the kernels, so every mode above sees each op;
 5. the FLOP counter, so it counts every op the modes inside it pass on, and ``observers``
    (receptive fields, the dataflow, the memory trackers) read its running total as each op passes;
 6. the observers, in the order given;
@@ -26,6 +28,7 @@ from typing import Any, Iterable, Optional
 import torch
 from torch import nn
 
+from archscope.analysis.fast_meta import fast_meta
 from archscope.analysis.no_dynamo import without_dynamo_import
 from archscope.dispatch import DispatchMode
 from archscope.quiet import library_warnings_silenced
@@ -48,6 +51,15 @@ class RefuseMixedDtypes(DispatchMode):
                                    "CPU or CUDA kernel refuses: cast the input to the model's dtype, or the model "
                                    "to the input's")
         return func(*args, **(kwargs or {}))
+
+
+class FastMeta(DispatchMode):
+    """The common ops' outputs made by fast_meta.py rather than PyTorch's Python meta kernels."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = fast_meta(func, args, kwargs)
+        return func(*args, **kwargs) if out is None else out
 
 
 @contextlib.contextmanager
@@ -75,6 +87,8 @@ def mode_stack(model: nn.Module, *, train: bool, meta: bool, counter: Optional[A
         stack.enter_context(library_warnings_silenced())
         if meta:
             stack.enter_context(without_dynamo_import())
+        if meta and counter is None:
+            stack.enter_context(FastMeta())
         if counter is not None:
             stack.enter_context(counter)
         for observer in observers:
