@@ -10,7 +10,8 @@ the same parameters and FLOPs (68,714,504,192 parameters at 80 layers). The same
 against a 2-layer ViT, torchvision's own model.
 
 ``--shell`` also times ``archscope params hf:llama --arg num_hidden_layers=N ...`` in fresh
-processes against ``python -c "import torch, transformers"`` (the goal: within that + 0.5 s).
+processes against ``python -c "import torch, transformers"`` (the goal: within that + 0.5 s), and
+against the same plus ``from transformers import LlamaModel``, which any use of the model pays.
 Run it alone: this machine has two cores.
 """
 from __future__ import annotations
@@ -68,13 +69,16 @@ def _shell(layers: int, repeats: int) -> None:
     args = [exe, "params", "hf:llama", "--arg", f"num_hidden_layers={layers}"]
     for k, v in LLAMA_70B.items():
         args += ["--arg", f"{k}={v}"]
-    base, command = [], []
-    for _ in range(repeats):  # interleaved, so both see the same machine
+    base, modeling, command = [], [], []
+    for _ in range(repeats):  # interleaved, so all see the same machine
         base.append(_wall([sys.executable, "-c", "import torch, transformers"]))
+        modeling.append(_wall([sys.executable, "-c", "import torch, transformers; from transformers import LlamaModel"]))
         command.append(_wall(args))
-    b, c = statistics.median(base), statistics.median(command)
-    print(f"from the shell: import torch + transformers {b:.2f} s; archscope params hf:llama ({layers} layers) "
-          f"{c:.2f} s: {c - b:+.2f} s past it (goal +0.5 s)")
+    b, m, c = statistics.median(base), statistics.median(modeling), statistics.median(command)
+    print(f"from the shell, medians of {repeats}: import torch + transformers {b:.2f} s; archscope params hf:llama "
+          f"({layers} layers) {c:.2f} s: {c - b:+.2f} s past it (goal +0.5 s)")
+    print(f"  of which transformers' own first import of a model class (LlamaModel: {m - b:+.2f} s, its modeling code "
+          f"imports video_utils): past that, {c - m:+.2f} s")
 
 
 def main() -> None:
@@ -94,7 +98,8 @@ def main() -> None:
                 ("hf:llama", dict(LLAMA_70B, num_hidden_layers=2)), args.repeats)
     with torch.device("meta"):  # ViT-B/16's own class, at 12 layers and at 2
         vit, vit2 = (tv.vision_transformer.VisionTransformer(224, 16, layers, 12, 768, 3072) for layers in (12, 2))
-    _in_process("torchvision ViT-B/16, 12 layers against 2", (vit, {}), (vit2, {}), args.repeats)
+    image = dict(input_size=(1, 3, 224, 224))
+    _in_process("torchvision ViT-B/16, 12 layers against 2", (vit, image), (vit2, image), args.repeats)
     if args.shell:
         _shell(args.layers, args.repeats)
 
