@@ -2,8 +2,8 @@
 
     python benchmarks/bench_startup.py [--repeats 3] [-- shapes alexnet]
 
-Prints, per run: ``import torch``; archscope's CLI imports; the command itself (default ``shapes
-alexnet``, its output discarded), and its time past ``import torch`` against the goal of 0.5 s;
+Prints, per run: ``import torch``; archscope's CLI imports; the command itself (by default
+``shapes alexnet``, its output discarded), and its time past ``import torch`` against the goal of 0.5 s;
 then which of the heavy imports the command pulled in: ``torch._dynamo`` (1.1-1.5 s, by PyTorch's
 Python reference kernels), ``sympy`` (0.4 s, by any Python meta kernel's ``torch._check``),
 ``torch.utils.flop_counter`` with ``triton`` (0.1-0.2 s). The process's own exit is not timed.
