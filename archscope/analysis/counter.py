@@ -503,7 +503,8 @@ class FlopCounter(DispatchMode):
 
 _CACHEABLE: Dict[Any, bool] = {}
 _ROUTING: set = set()  # grouped-matmul overloads seen (their formula is looked up before they count)
-_PLAIN = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format, torch.layout)
+PLAIN_VALUES = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format, torch.layout)
+_PLAIN = PLAIN_VALUES  # arguments an op's signature keys by value
 
 
 _SELF = object()  # an in-place op's cached answer: its first argument, already checked once for this signature

@@ -35,11 +35,10 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-_PLAIN = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format, torch.layout)
-_TABLES = {"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "_forward_hooks",
-           "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
-           "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks", "_state_dict_hooks",
-           "_state_dict_pre_hooks", "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks", "forward"}
+from archscope.analysis.counter import PLAIN_VALUES
+from archscope.models.build import MODULE_TABLES
+
+_TABLES = set(MODULE_TABLES) | {"forward"}  # not a module's own attributes (forward: the wrapper put there)
 _HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 _REFUSED = object()
 
@@ -260,7 +259,7 @@ def _attributes_key(module: nn.Module) -> tuple:
 
 def _plain_value(v) -> bool:
     """A plain value, or a list, tuple or set of them (a conv's padding, a shape): keyed by value."""
-    if isinstance(v, _PLAIN):
+    if isinstance(v, PLAIN_VALUES):
         return True
     return type(v) in (list, tuple, set, frozenset, torch.Size) and len(v) <= 64 and all(_plain_value(i) for i in v)
 
@@ -277,7 +276,7 @@ def _inputs_key(x):
         if x.device.type != "meta" or x.layout is not torch.strided or x.is_nested:
             return None
         return ("t", tuple(x.shape), x.stride(), x.storage_offset(), x.dtype, x.requires_grad)
-    if isinstance(x, _PLAIN):
+    if isinstance(x, PLAIN_VALUES):
         return (type(x), x)
     if type(x) in (list, tuple):
         keys = tuple(_inputs_key(i) for i in x)
@@ -315,7 +314,7 @@ def _describe(out, inputs: List[torch.Tensor]):
         if out.device.type != "meta" or out.layout is not torch.strided or out.is_nested or out.requires_grad:
             return None
         return ("tensor", tuple(out.shape), out.stride(), out.dtype)
-    if isinstance(out, _PLAIN):
+    if isinstance(out, PLAIN_VALUES):
         return ("plain", out)
     if type(out) in (list, tuple):
         parts = [_describe(o, inputs) for o in out]
@@ -350,7 +349,7 @@ def _state(module: nn.Module) -> tuple:
         for k, v in m.__dict__.items():
             if k in _TABLES:
                 continue
-            if isinstance(v, _PLAIN):
+            if isinstance(v, PLAIN_VALUES):
                 own.append((k, type(v), repr(v)))  # by repr: a NaN attribute equals itself
             elif isinstance(v, (list, dict, set)):
                 own.append((k, id(v), len(v)))

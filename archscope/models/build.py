@@ -134,7 +134,7 @@ def _deep_copy_of_modules(module: nn.Module, memo: Dict[int, Any]) -> nn.Module:
     tables: Dict[int, Dict[str, Any]] = {}
     for m in modules:
         own = tables[id(m)] = {}
-        for key in _TABLES:
+        for key in MODULE_TABLES:
             table = m.__dict__.get(key)
             if table is None:
                 continue
@@ -174,7 +174,8 @@ def fresh_lazy_tensors(module: nn.Module, device: Optional[str] = None) -> Dict[
     return fresh
 
 
-_TABLES = ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "_forward_hooks",
+# The tables every nn.Module keeps in its __dict__ (its tensors, children and hooks), not attributes of its own.
+MODULE_TABLES = ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "_forward_hooks",
            "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
            "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks", "_state_dict_hooks",
            "_state_dict_pre_hooks", "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks")
@@ -186,7 +187,7 @@ def _structural_copy(module: nn.Module, memo: Dict[int, nn.Module]) -> nn.Module
     new = object.__new__(type(module))
     memo[id(module)] = new
     state = dict(module.__dict__)
-    for key in _TABLES:
+    for key in MODULE_TABLES:
         if key in state:
             state[key] = copy.copy(state[key])
             if "hooks" in key:  # a hook that is the module's own method (a lazy layer's) works on the copy
@@ -201,7 +202,7 @@ def _structural_copy(module: nn.Module, memo: Dict[int, nn.Module]) -> nn.Module
     state["_modules"] = {k: (None if m is None else _structural_copy(m, memo))
                          for k, m in state.get("_modules", {}).items()}
     for key, value in list(state.items()):
-        if key in _TABLES or key.startswith("__"):
+        if key in MODULE_TABLES or key.startswith("__"):
             continue
         if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
             state[key] = value.detach().clone()  # a cached tensor a forward writes into
