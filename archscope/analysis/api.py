@@ -19,8 +19,10 @@ from archscope.analysis.records import FLOPS_CONVENTION, LayerRow, Totals, Trace
 from archscope.analysis.rows import build_rows, collapse_rows, packed_weights
 from archscope.analysis.run import Attempt, RunOptions, attempt, check_device
 from archscope.errors import ModelFailure, UsageError
+from archscope.gc_pause import gc_paused
 from archscope.inputs import Inputs, InputSize, resolve_inputs, shape_of
 from archscope.models import load_model
+from archscope.models import tree
 
 __all__ = ["FLOPS_CONVENTION", "LayerRow", "Totals", "Trace", "trace", "traces"]
 
@@ -60,9 +62,10 @@ def trace(
     ``**kwargs`` or, when one is named like an argument of ``trace`` itself, in ``model_kwargs``.
     """
     model_kwargs = {**(model_kwargs or {}), **kwargs}
-    loaded, inputs, run = counted_run(model, input_size, depth, device, batch, model_kwargs, dtypes, input_data,
-                                      train=train, rf=rf, memo=memo)
-    return _trace_of(loaded, inputs, run, depth, collapse, model_kwargs)
+    with gc_paused():
+        loaded, inputs, run = counted_run(model, input_size, depth, device, batch, model_kwargs, dtypes, input_data,
+                                          train=train, rf=rf, memo=memo)
+        return _trace_of(loaded, inputs, run, depth, collapse, model_kwargs)
 
 
 def traces(model: Any, depths: List[int], input_size: InputSize = None, device: Optional[str] = None,
@@ -72,9 +75,10 @@ def traces(model: Any, depths: List[int], input_size: InputSize = None, device: 
     """``trace`` at each of ``depths``, from one run of the model (the rows of every depth come
     from the same record)."""
     model_kwargs = {**(model_kwargs or {}), **kwargs}
-    loaded, inputs, run = counted_run(model, input_size, min(depths), device, batch, model_kwargs, dtypes,
-                                      input_data, train=train, rf=rf)
-    return [_trace_of(loaded, inputs, run, depth, False, model_kwargs) for depth in depths]
+    with gc_paused():
+        loaded, inputs, run = counted_run(model, input_size, min(depths), device, batch, model_kwargs, dtypes,
+                                          input_data, train=train, rf=rf)
+        return [_trace_of(loaded, inputs, run, depth, False, model_kwargs) for depth in depths]
 
 
 def _trace_of(loaded, inputs: Inputs, run: Attempt, depth: int, collapse: bool, model_kwargs) -> Trace:
@@ -112,11 +116,12 @@ def counted_run(model: Any, input_size: InputSize, depth: int, device: str, batc
         raise UsageError(f"bad --depth {depth}: it must be >= 1")
     options.setdefault("prefer_cpu", device is None)  # an explicit --device meta means meta
     device = check_device(device or "meta")
-    loaded = load_model(model, device=device, **model_kwargs)
-    inputs = resolve_inputs(input_size, loaded.module, loaded.default_input, batch, dtypes, input_data)
-    if dtype is not None:
-        inputs = inputs.cast(dtype)
-    run = attempt(loaded, inputs, RunOptions(device=device, dtype=dtype, **options), counter or FlopCounter())
+    with gc_paused():
+        loaded = load_model(model, device=device, **model_kwargs)
+        inputs = resolve_inputs(input_size, loaded.module, loaded.default_input, batch, dtypes, input_data)
+        if dtype is not None:
+            inputs = inputs.cast(dtype)
+        run = attempt(loaded, inputs, RunOptions(device=device, dtype=dtype, **options), counter or FlopCounter())
     if run.error is not None:
         problem = failure(run, inputs, loaded)
         problem.run, problem.loaded, problem.inputs = run, loaded, inputs  # what ran, for a partial picture
@@ -153,7 +158,7 @@ def _routing_note(counter: FlopCounter) -> Optional[str]:
 
 
 def _unique_params(model: nn.Module) -> Tuple[int, int]:
-    params = list(model.parameters())  # parameters() already yields a shared tensor once
+    params = list(tree.parameters(model))  # parameters() already yields a shared tensor once
     packed = sum(t.numel() for t in packed_weights(model))  # int8 weights PyTorch's parameters() leaves out
     return sum(p.numel() for p in params) + packed, sum(p.numel() for p in params if p.requires_grad)
 

@@ -9,6 +9,7 @@ from torch import nn
 from archscope.analysis.counter import FlopCounter
 from archscope.analysis.receptive import field_of
 from archscope.inputs import shape_of
+from archscope.models import tree
 
 
 class PathListener(Protocol):
@@ -44,7 +45,8 @@ class Recorder:
         self.tag_autograd = tag_autograd
         self.node_path: Dict[Any, str] = {}  # autograd node → the call path whose forward created it
         self._frontier: Dict[Any, tuple] = {}  # autograd node → the input nodes of the call that claimed it
-        self.names = {id(m): n for n, m in model.named_modules()}
+        walked = tree.named_modules(model)
+        self.names = {id(m): n for n, m in walked}
         self.calls: Dict[str, int] = {}
         self.inputs: Dict[str, Any] = {}
         self.modules: Dict[str, nn.Module] = {}  # call path → the module called by it
@@ -57,7 +59,7 @@ class Recorder:
         self._descendants: Dict[int, Dict[int, str]] = {}  # parent → {descendant: its name in parent}
         self._finished = 0  # calls completed so far, to order them
         self._handles = []
-        for module in dict.fromkeys(m for _, m in model.named_modules()):
+        for _, module in walked:
             if isinstance(module, torch.jit.ScriptModule):
                 continue  # TorchScript takes no Python hooks: its work is charged to the nearest Python caller
             self._handles.append(module.register_forward_pre_hook(self._pre, with_kwargs=True))
@@ -180,7 +182,7 @@ class Recorder:
         below = self._descendants.get(id(parent))
         if below is None:
             below = self._descendants[id(parent)] = {}
-            for name, module in parent.named_modules():
+            for name, module in tree.named_modules(parent):
                 if name:
                     below.setdefault(id(module), name)
         return below.get(id(child))

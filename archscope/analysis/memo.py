@@ -37,10 +37,12 @@ from torch import nn
 
 from archscope.analysis.counter import PLAIN_VALUES
 from archscope.models.build import MODULE_TABLES
+from archscope.models import tree
 
 _TABLES = set(MODULE_TABLES) | {"forward"}  # not a module's own attributes (forward: the wrapper put there)
 _HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 _REFUSED = object()
+_no_modes = torch.utils._python_dispatch._disable_current_modes
 
 
 @dataclass
@@ -72,12 +74,13 @@ class BlockMemo:
     entered: bool = False  # a watched block was called (a failure before it owes nothing to memoisation)
     _entries: Dict[Any, Any] = field(default_factory=dict)
     _structure: Dict[int, Any] = field(default_factory=dict)
+    _trees: Dict[int, Dict[str, nn.Module]] = field(default_factory=dict)
     _wrapped: List[Tuple[nn.Module, Any]] = field(default_factory=list)
 
     def install(self) -> "BlockMemo":
         if _global_hooks():
             return self  # a user's global module hook sees every call: nothing may be skipped
-        candidates = [m for m in dict.fromkeys(self.root.modules()) if m is not self.root and m._modules
+        candidates = [m for m in tree.modules(self.root) if m is not self.root and m._modules
                       and not isinstance(m, torch.jit.ScriptModule)]
         keys = [self._key_of(m) for m in candidates]
         twins = Counter(k for k in keys if k is not None)
@@ -180,7 +183,7 @@ class BlockMemo:
         if rec.known is not None and (rec.known.answered != answered or _knows_any(rec.known, _leaves(out))):
             return out, None  # it read a known value, or made one that later code may read
         prefix = f"{path}." if path else ""
-        inner = dict(module.named_modules(remove_duplicate=False))
+        inner = self._inner(module)
         events = []
         for p, shape_in, shape_out in journal:
             if not p.startswith(prefix) or p[len(prefix):] not in inner:
@@ -200,10 +203,18 @@ class BlockMemo:
         return out, _Recording(events, relative, counter.total - total, Counter(counter.uncounted) - uncounted,
                                counter.routed and not routed, described)
 
+    def _inner(self, module: nn.Module) -> Dict[str, nn.Module]:
+        """A block's modules by relative path, every name of a shared one (a replayed block has the
+        structure its key was verified for; it cannot change before it is called again)."""
+        inner = self._trees.get(id(module))
+        if inner is None:
+            inner = self._trees[id(module)] = dict(tree.named_modules(module, remove_duplicate=False))
+        return inner
+
     def _replay(self, entry: _Recording, module, path: str, args, kwargs):
         rec, counter = self.recorder, self.counter
         prefix = f"{path}." if path else ""
-        inner = dict(module.named_modules(remove_duplicate=False))
+        inner = self._inner(module)
         rec.replay([(prefix + rel, inner[rel], shape_in, shape_out) for rel, shape_in, shape_out in entry.events])
         for rel, v in entry.flops.items():
             k = prefix + rel if rel else path
@@ -213,7 +224,10 @@ class BlockMemo:
         if entry.routed:
             counter.routed = True
         self.replayed += 1
-        return _remake(entry.output, _leaves((args, kwargs)))
+        # Beneath the modes: in the recorded run the block's own ops made its output and were counted
+        # there; the empty tensors made here are archscope's, no op of the model's.
+        with _no_modes():
+            return _remake(entry.output, _leaves((args, kwargs)))
 
 
 def without_kv_cache(model: nn.Module, kwargs: dict) -> dict:
@@ -344,7 +358,7 @@ def _state(module: nn.Module) -> tuple:
     values by value, others by identity, lists, dicts and sets also by length) and which tensors and
     submodules it holds."""
     state = []
-    for m in module.modules():
+    for m in tree.modules(module):
         own = []
         for k, v in m.__dict__.items():
             if k in _TABLES:

@@ -31,6 +31,7 @@ from torch import nn
 from archscope.analysis.fast_meta import fast_meta
 from archscope.analysis.no_dynamo import without_dynamo_import
 from archscope.dispatch import DispatchMode
+from archscope.models import tree
 from archscope.quiet import library_warnings_silenced
 
 
@@ -66,7 +67,7 @@ class FastMeta(DispatchMode):
 def running_mode(model: nn.Module, training: bool):
     """Run in train mode (dropout, BatchNorm batch statistics, auxiliary heads) or eval mode,
     then restore every module's own training flag exactly."""
-    modes = [(m, m.training) for m in model.modules()]
+    modes = [(m, m.training) for m in tree.modules(model)]
     model.train(training)
     try:
         yield

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from archscope.analysis.records import LayerRow
+from archscope.models import tree
 
 OUTSIDE = "(outside any module)"
 
@@ -51,7 +52,7 @@ def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_labe
         return any(measure.get(path) for measure in also)
 
     # Every structural path, shared modules included under each of their names.
-    modules: Dict[str, nn.Module] = dict(model.named_modules(remove_duplicate=False))
+    modules: Dict[str, nn.Module] = dict(tree.named_modules(model, remove_duplicate=False))
     kids: Dict[str, List[str]] = {name: [] for name in modules}
     for name in modules:
         if name:
@@ -96,7 +97,7 @@ def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_labe
         module = modules[name]
         is_row = _depth(name) == depth or (not kids[name] and (name != "" or not rows))
         if is_row:
-            params, trainable = count(list(module.parameters()) + packed_weights(module))
+            params, trainable = count(list(tree.parameters(module)) + packed_weights(module))
             calls = rec.calls.get(name, 0)
             kind, inp, out = "module", rec.inputs.get(name), rec.outputs.get(name)
             last = None
@@ -139,7 +140,9 @@ def packed_weights(module: nn.Module, recurse: bool = True) -> List:
     """The weights ``parameters()`` does not list: a dynamically quantized layer keeps its int8
     weight and its bias packed (``quantize_dynamic``); they are the model's parameters all the same."""
     found = []
-    for m in (module.modules() if recurse else [module]):
+    for m in (tree.modules(module) if recurse else [module]):
+        if not _may_pack(m):
+            continue
         packed = getattr(m, "_packed_params", None)
         unpack = getattr(packed, "_weight_bias", None)
         if callable(unpack):
@@ -149,6 +152,19 @@ def packed_weights(module: nn.Module, recurse: bool = True) -> List:
                 continue
             found += [t for t in (weight, bias) if isinstance(t, torch.Tensor)]
     return found
+
+
+def _may_pack(m: nn.Module) -> bool:
+    """Whether ``m._packed_params`` can exist, without the failing attribute lookup (nn.Module's
+    ``__getattr__`` raising) that asking every module of a 1,000-module model would cost."""
+    kind = type(m)
+    known = _PACKING_CLASSES.get(kind)
+    if known is None:
+        known = _PACKING_CLASSES[kind] = hasattr(kind, "_packed_params")
+    return known or "_packed_params" in m.__dict__ or "_packed_params" in m._modules
+
+
+_PACKING_CLASSES: Dict[type, bool] = {}  # class → whether the class itself has a _packed_params
 
 
 def per_row(rows: List[LayerRow], by_path: Dict) -> List[float]:
@@ -162,7 +178,7 @@ def collapse_rows(rows: List[LayerRow], model: nn.Module) -> List[LayerRow]:
     """Consecutive identical sibling rows as one row ``first … last`` of type ``T ×N`` (the rule of
     ``graph``'s collapse: same parent, same class and configuration, same input and output shapes).
     Params and FLOPs add up, so the rows still partition the totals."""
-    modules = dict(model.named_modules())
+    modules = dict(tree.named_modules(model))
 
     def key(r: LayerRow):
         if r.kind != "module" or r.name not in modules:

@@ -25,6 +25,7 @@ from archscope.analysis.modes import mode_stack
 from archscope.analysis.receptive import ReceptiveFields, mark_input
 from archscope.errors import UsageError, first_line, is_meta_limitation
 from archscope.inputs import Inputs, tensors_in
+from archscope.models import tree
 from archscope.models.build import fresh_lazy_tensors
 from archscope.quiet import library_warnings_silenced
 
@@ -75,6 +76,7 @@ class _Plan:
     options: RunOptions
     counter: Optional[FlopCounter]
     meta_failure: Optional[Attempt] = None  # the plain meta run, when the meta device was the obstacle
+    followed: bool = False  # that run already followed the values of the input archscope made
 
     @property
     def module(self) -> nn.Module:
@@ -152,17 +154,28 @@ def _small_on_cpu_first(plan: _Plan) -> Optional[Attempt]:
 
 
 def _on_meta(plan: _Plan) -> Optional[Attempt]:
-    run = plan.run(lambda: plan.module, "meta", None)
+    follow = _reads_its_inputs(plan.inputs)
+    run = plan.run(lambda: plan.module, "meta", None, follow_values=follow)
     if run.error is not None and is_meta_limitation(run.error):
         plan.meta_failure = run  # the meta device itself was the obstacle: the strategies below may help
+        plan.followed = follow
         return None
     return run
+
+
+def _reads_its_inputs(inputs: Inputs) -> bool:
+    """Named inputs archscope made (a library's text model: ``input_ids`` of zeros, an
+    ``attention_mask`` of ones) are read by the model's own code (transformers asks "is the mask all
+    ones?" before its first layer): such a run follows their values from the start rather than
+    failing on meta first and running again. Following values changes no result (it only answers
+    reads, as a run on this input would); it costs a little per op, so other models run plainly."""
+    return bool(inputs.names) and not inputs.real
 
 
 def _on_meta_with_known_values(plan: _Plan) -> Optional[Attempt]:
     """It read a value. If it was one of the input archscope made (zeros, a mask of ones), meta can
     answer it: once more on meta, following those values (a second pass only for such models)."""
-    if plan.meta_failure is None or plan.inputs.real:
+    if plan.meta_failure is None or plan.inputs.real or plan.followed:
         return None
     plan.fresh_counter()
     retry = plan.run(lambda: plan.module, "meta", None, follow_values=True)
@@ -311,7 +324,7 @@ SMALL_INPUT = 2 ** 21  # input elements
 
 
 def _small_on_cpu(module: nn.Module, inputs: Inputs) -> bool:
-    tensors = list(module.parameters()) + list(module.buffers())
+    tensors = list(tree.parameters(module)) + list(module.buffers())
     if inputs.real or not inputs.shapes or _has_lazy_parameters(module) or \
             any(t.device.type != "cpu" or t.is_quantized for t in tensors):
         return False
@@ -320,13 +333,13 @@ def _small_on_cpu(module: nn.Module, inputs: Inputs) -> bool:
     # A conv reuses each weight at every position, so a conv net's real forward costs far more per
     # parameter (ResNet-50: 160 MACs each; 100 ms here) than an RNN's or a transformer's, while its
     # meta run, with repeated blocks' outputs cached, costs about the same (80 ms).
-    convs = any(isinstance(m, nn.modules.conv._ConvNd) for m in module.modules())
+    convs = any(isinstance(m, nn.modules.conv._ConvNd) for m in tree.modules(module))
     limit = SMALL_CONV_NET_ON_CPU if convs else SMALL_ON_CPU
     return sum(t.numel() for t in tensors) * batch <= limit and elements <= SMALL_INPUT
 
 
 def _has_lazy_parameters(model: nn.Module) -> bool:
-    return any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters())
+    return any(isinstance(p, nn.parameter.UninitializedParameter) for p in tree.parameters(model))
 
 
 # --------------------------------------------------------------------------- one hooked forward
@@ -412,5 +425,5 @@ def _backward(out, recorder: Recorder, counter: Optional[FlopCounter]) -> None:
 
 def _named_tensors(model: nn.Module):
     # Tied tensors appear once; functional_call(tie_weights=True) maps them to every use.
-    yield from model.named_parameters()
+    yield from tree.named_parameters(model)
     yield from model.named_buffers()
