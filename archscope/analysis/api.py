@@ -21,8 +21,7 @@ from archscope.analysis.run import Attempt, RunOptions, attempt, check_device
 from archscope.errors import ModelFailure, UsageError
 from archscope.gc_pause import gc_paused
 from archscope.inputs import Inputs, InputSize, resolve_inputs, shape_of
-from archscope.models import load_model
-from archscope.models import tree
+from archscope.models import load_model, tree
 
 __all__ = ["FLOPS_CONVENTION", "LayerRow", "Totals", "Trace", "trace", "traces"]
 

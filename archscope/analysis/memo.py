@@ -36,8 +36,8 @@ import torch
 from torch import nn
 
 from archscope.analysis.counter import PLAIN_VALUES
-from archscope.models.build import MODULE_TABLES
 from archscope.models import tree
+from archscope.models.build import MODULE_TABLES
 
 _TABLES = set(MODULE_TABLES) | {"forward"}  # not a module's own attributes (forward: the wrapper put there)
 _HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
