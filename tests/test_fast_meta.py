@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from archscope.analysis.fast_meta import KERNELS
+from archscope.analysis.fast_meta import KERNELS, UNARY
 
 aten = torch.ops.aten
 
@@ -66,7 +66,8 @@ def _models():
     for name in ("lenet", "alexnet", "vgg", "nin", "googlenet"):
         loaded = load_model(name, device="meta")
         yield name, loaded.module, resolve_inputs(None, loaded.module, loaded.default_input, None, None, None).shapes[0]
-    for builder in (tv.resnet18, tv.mobilenet_v3_small, tv.vit_b_16, tv.convnext_tiny, tv.efficientnet_b0):
+    for builder in (tv.resnet18, tv.mobilenet_v3_small, tv.vit_b_16, tv.convnext_tiny, tv.efficientnet_b0,
+                    tv.mobilenet_v2):
         with torch.device("meta"):
             yield builder.__name__, builder(), (2, 3, 224, 224)
     with torch.device("meta"):
@@ -86,7 +87,7 @@ def test_every_op_of_real_models_matches_pytorch(train):
             model(torch.empty(shape, device="meta"))
         taken |= mode.taken
     assert {"convolution", "addmm", "relu", "max_pool2d_with_indices", "native_layer_norm", "gelu",
-            "add", "mean"} <= taken
+            "add", "mean", "relu_", "hardswish_", "add_", "silu_"} <= taken
 
 
 _FLOATS = st.sampled_from([torch.float32, torch.float16, torch.bfloat16, torch.float64])
@@ -154,8 +155,33 @@ def test_element_wise(a, b, dtype, dtype2, layout, layout2, number):
     _compare(aten.add.Tensor, (x, y), {"alpha": 2})
     _compare(aten.mul.Scalar, (x, number))
     _compare(aten.add.Scalar, (x, number))
-    for name in ("relu", "sigmoid", "tanh", "gelu", "silu", "hardswish", "hardsigmoid"):
+    for name in UNARY:
         _compare(getattr(aten, name).default, (x,))
+        _compare_in_place(getattr(aten, f"{name}_").default, x)
+    _compare(aten.hardtanh.default, (x, 0.0, 6.0))
+    _compare_in_place(aten.hardtanh_.default, x, 0.0, 6.0)
+    _compare_in_place(aten.leaky_relu_.default, x, 0.2)
+    for op in (aten.add_.Tensor, aten.sub_.Tensor, aten.mul_.Tensor, aten.div_.Tensor):
+        _compare_in_place(op, x, y)
+    _compare_in_place(aten.add_.Tensor, x, y, alpha=2)
+    _compare_in_place(aten.mul_.Scalar, x, number)
+    _compare_in_place(aten.add_.Scalar, x, number)
+
+
+def _compare_in_place(func, x, *args, **kwargs) -> bool:
+    """An in-place op writes its first argument: each kernel gets a fresh copy of it; when the fast one
+    takes the case it must return its own argument, as PyTorch's does, and PyTorch must accept it."""
+    mine, theirs = torch.empty_like(x), torch.empty_like(x)
+    fast = KERNELS[func](mine, *args, **kwargs)
+    try:
+        real = func(theirs, *args, **kwargs)
+    except Exception as error:  # noqa: BLE001
+        assert fast is None, f"{func} took a case PyTorch refuses ({error})"
+        return False
+    if fast is None:
+        return False
+    assert real is theirs and fast is mine and _describe(mine) == _describe(theirs), func
+    return True
 
 
 @_SETTINGS

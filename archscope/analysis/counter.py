@@ -24,6 +24,7 @@ from torch.utils._pytree import tree_leaves
 
 from archscope.analysis.fast_meta import fast_meta
 from archscope.analysis.meta_shapes import grouped_mm_shape, meta_fallback
+from archscope.analysis.mixed_dtypes import refuse_mixed_dtypes
 from archscope.analysis.traffic import fresh_sizes, is_view, op_bytes, work_kind
 from archscope.dispatch import DispatchMode, writes_first_in_place
 
@@ -357,11 +358,14 @@ class FlopCounter(DispatchMode):
         self.data_dependent = False  # an op read a tensor's values (.item(), nonzero...): the input's values mattered
         self.routed = False  # a grouped matmul ran: tokens went through experts a router chose (mixture of experts)
         self._outputs: Dict[Any, Any] = {}  # meta op signature → its outputs' metadata (see _run)
+        self.refuse_mixed = False  # on meta: the dtype check a real kernel makes (mixed_dtypes.py; mode_stack sets it)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in METADATA_OPS:
             return func(*args, **kwargs)
+        if self.refuse_mixed:
+            refuse_mixed_dtypes(func, args)
         if func._overloadpacket in _READS_VALUES:
             self.data_dependent = True
         if self._formula(func) is _UNCOUNTED and not _has_nested(args):

@@ -219,6 +219,30 @@ def _binary(a, b, *args, **kwargs):
     return _empty(shape, dtype)
 
 
+def _unary_in_place(x, *args, **kwargs):
+    """``relu_(x)``, ``hardswish_(x)``...: writes x and returns it (only its values change). The
+    extra arguments (hardtanh's bounds, leaky_relu's slope) must be numbers."""
+    if not _dense(x) or any(type(v) not in (int, float) for v in list(args) + list(kwargs.values())):
+        return None
+    return x
+
+
+def _binary_in_place(a, b, *args, **kwargs):
+    """``a += b`` (a residual's ``out += identity``): a keeps its shape, strides and dtype, so b must
+    broadcast to a's shape and promote to a's own dtype; a is returned."""
+    if not _dense(a):
+        return None
+    if isinstance(b, torch.Tensor):
+        if not _dense(b) or b.dtype != a.dtype or b.dim() > a.dim() or _broadcast([a.shape, b.shape]) != tuple(a.shape):
+            return None
+    elif type(b) not in (int, float):
+        return None
+    extra = list(args) + [v for k, v in kwargs.items() if k == "alpha"]
+    if len(extra) != len(args) + len(kwargs) or any(type(v) not in (int, float) for v in extra):
+        return None
+    return a
+
+
 # --------------------------------------------------------------------------- normalisation, softmax, reductions
 
 def _native_batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps):
@@ -300,6 +324,9 @@ def _cat(tensors, dim=0):
     return _empty(shape, first.dtype)
 
 
+# Activations, each also in place (torchvision's inplace=True: ReLU, Hardswish, ReLU6 as hardtanh_, SiLU).
+UNARY = ("relu", "sigmoid", "tanh", "gelu", "silu", "hardswish", "hardsigmoid", "hardtanh", "leaky_relu")
+
 KERNELS: Dict[Any, Callable[..., Any]] = {
     aten.convolution.default: _convolution,
     aten.max_pool2d_with_indices.default: _max_pool2d_with_indices,
@@ -315,8 +342,10 @@ KERNELS: Dict[Any, Callable[..., Any]] = {
     aten._safe_softmax.default: _safe_softmax,
     aten.mean.dim: _mean_dim,
     aten.cat.default: _cat,
-    **{getattr(aten, name).default: _unary for name in
-       ("relu", "sigmoid", "tanh", "gelu", "silu", "hardswish", "hardsigmoid")},
+    **{getattr(aten, name).default: _unary for name in UNARY},
+    **{getattr(aten, f"{name}_").default: _unary_in_place for name in UNARY},
+    **{overload: _binary_in_place for overload in (aten.add_.Tensor, aten.sub_.Tensor, aten.mul_.Tensor,
+                                                   aten.div_.Tensor, aten.mul_.Scalar, aten.add_.Scalar)},
     **{overload: _binary for overload in
        (aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor, aten.mul.Scalar, aten.add.Scalar)},
 }

@@ -40,9 +40,17 @@ from archscope.models import tree
 from archscope.models.build import MODULE_TABLES
 
 _TABLES = set(MODULE_TABLES) | {"forward"}  # not a module's own attributes (forward: the wrapper put there)
-_HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+_HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+                "_forward_hooks_with_kwargs")
 _REFUSED = object()
-_no_modes = torch.utils._python_dispatch._disable_current_modes
+
+
+def _no_modes():
+    """Beneath every dispatch mode, for tensors of archscope's own: a guard on the Python dispatch keys
+    (2 us; popping and pushing back each mode costs 14)."""
+    keys = torch._C.DispatchKeySet(torch._C.DispatchKey.Python) | \
+        torch._C.DispatchKeySet(torch._C.DispatchKey.PythonTLSSnapshot)
+    return torch._C._ExcludeDispatchKeyGuard(keys)
 
 
 @dataclass
@@ -105,8 +113,8 @@ class BlockMemo:
         if known is not _REFUSED:
             return known
         key = None
-        if not any(getattr(module, table, None) for table in _HOOK_TABLES) and \
-                not getattr(module, "_forward_hooks_with_kwargs", None):
+        own = module.__dict__
+        if not any(own.get(table) for table in _HOOK_TABLES):
             kids = []
             for name, child in module._modules.items():
                 child_key = None if child is None else self._key_of(child)
@@ -262,7 +270,10 @@ def _attributes_key(module: nn.Module) -> tuple:
     keep their index in the model in ``layer_idx``, which its code reads to address the key/value
     cache (absent from a memoised count) and, at construction, to choose the layer's kind, which
     the layer then holds in attributes that are keyed (``attention_type``, ``is_sliding``...)."""
-    from_transformers = type(module).__module__.startswith("transformers.")
+    kind = type(module)
+    from_transformers = _FROM_TRANSFORMERS.get(kind)
+    if from_transformers is None:
+        from_transformers = _FROM_TRANSFORMERS[kind] = kind.__module__.startswith("transformers.")
     parts = []
     for k, v in module.__dict__.items():
         if k in _TABLES or (from_transformers and k == "layer_idx"):
@@ -271,9 +282,13 @@ def _attributes_key(module: nn.Module) -> tuple:
     return tuple(parts)
 
 
+_FROM_TRANSFORMERS: Dict[type, bool] = {}
+_PLAIN_TYPES = frozenset(PLAIN_VALUES)
+
+
 def _plain_value(v) -> bool:
     """A plain value, or a list, tuple or set of them (a conv's padding, a shape): keyed by value."""
-    if isinstance(v, PLAIN_VALUES):
+    if type(v) in _PLAIN_TYPES or isinstance(v, PLAIN_VALUES):
         return True
     return type(v) in (list, tuple, set, frozenset, torch.Size) and len(v) <= 64 and all(_plain_value(i) for i in v)
 

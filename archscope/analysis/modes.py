@@ -12,10 +12,11 @@ outermost first:
    (fast_meta.py), nearest the kernels, so every mode above sees each op;
 5. the FLOP counter, so it counts every op the modes inside it pass on, and ``observers``
    (receptive fields, the dataflow, the memory trackers) read its running total as each op passes;
+   on meta, the counter (or the fast kernels, where none counts) first makes the dtype check a real
+   kernel would make (mixed_dtypes.py: meta kernels skip it);
 6. the observers, in the order given;
-7. on meta, the dtype check a real kernel would make (meta kernels skip it);
-8. saved-tensor hooks (a training step's memory), which are not dispatch modes;
-9. innermost, the known values of the input archscope made: it must see a read of a value
+7. saved-tensor hooks (a training step's memory), which are not dispatch modes;
+8. innermost, the known values of the input archscope made: it must see a read of a value
    before any mode outside it would fail on, or cache, that op.
 
 A dispatch mode entered later sees an op first (it hands the op on to the one entered before it).
@@ -29,36 +30,20 @@ import torch
 from torch import nn
 
 from archscope.analysis.fast_meta import fast_meta
+from archscope.analysis.mixed_dtypes import refuse_mixed_dtypes
 from archscope.analysis.no_dynamo import without_dynamo_import
 from archscope.dispatch import DispatchMode
 from archscope.models import tree
 from archscope.quiet import library_warnings_silenced
 
 
-class RefuseMixedDtypes(DispatchMode):
-    """Meta kernels skip the dtype check a CPU or CUDA kernel makes: a half-precision model fed a
-    float32 input runs on meta and would be counted at the wrong bytes. On meta, a matrix product
-    or convolution whose floating operands differ in dtype raises as the real kernel would."""
-
-    CHECKED = {"mm", "addmm", "bmm", "baddbmm", "addbmm", "mv", "addmv", "dot", "convolution", "_convolution"}
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func._overloadpacket.__name__
-        if name.rstrip("_") in self.CHECKED:
-            found = sorted({str(t.dtype).removeprefix("torch.") for t in torch.utils._pytree.tree_leaves(args)
-                            if isinstance(t, torch.Tensor) and t.is_floating_point()})
-            if len(found) > 1:
-                raise RuntimeError(f"{name} was given operands of different dtypes ({' and '.join(found)}), which a "
-                                   "CPU or CUDA kernel refuses: cast the input to the model's dtype, or the model "
-                                   "to the input's")
-        return func(*args, **(kwargs or {}))
-
-
 class FastMeta(DispatchMode):
-    """The common ops' outputs made by fast_meta.py rather than PyTorch's Python meta kernels."""
+    """The common ops' outputs made by fast_meta.py rather than PyTorch's Python meta kernels (and the
+    dtype check of mixed_dtypes.py, which a meta kernel skips)."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        refuse_mixed_dtypes(func, args)
         out = fast_meta(func, args, kwargs)
         return func(*args, **kwargs) if out is None else out
 
@@ -91,11 +76,10 @@ def mode_stack(model: nn.Module, *, train: bool, meta: bool, counter: Optional[A
         if meta and counter is None:
             stack.enter_context(FastMeta())
         if counter is not None:
+            counter.refuse_mixed = meta
             stack.enter_context(counter)
         for observer in observers:
             stack.enter_context(observer)
-        if meta:
-            stack.enter_context(RefuseMixedDtypes())
         if saved_tensors is not None:
             stack.enter_context(torch.autograd.graph.saved_tensors_hooks(*saved_tensors))
         if known is not None:

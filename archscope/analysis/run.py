@@ -319,7 +319,6 @@ def _copy(module: nn.Module, device: str) -> nn.Module:
 
 CPU_FALLBACK_BYTES = 4 * 2**30  # the most weights a model that cannot run on meta is given on CPU instead
 SMALL_ON_CPU = 30_000_000  # parameters x batch: below it a real CPU forward takes ~0.1 s at most
-SMALL_CONV_NET_ON_CPU = 10_000_000  # the same for a model with convolutions (MobileNetV3: 5.5 M, CPU 90 ms, meta 130)
 SMALL_INPUT = 2 ** 21  # input elements
 
 
@@ -331,11 +330,12 @@ def _small_on_cpu(module: nn.Module, inputs: Inputs) -> bool:
     batch = inputs.shapes[0][0] if inputs.shapes[0] else 1
     elements = sum(math.prod(s) for s in inputs.shapes)
     # A conv reuses each weight at every position, so a conv net's real forward costs far more per
-    # parameter (ResNet-50: 160 MACs each; 100 ms here) than an RNN's or a transformer's, while its
-    # meta run, with repeated blocks' outputs cached, costs about the same (80 ms).
-    convs = any(isinstance(m, nn.modules.conv._ConvNd) for m in tree.modules(module))
-    limit = SMALL_CONV_NET_ON_CPU if convs else SMALL_ON_CPU
-    return sum(t.numel() for t in tensors) * batch <= limit and elements <= SMALL_INPUT
+    # parameter (ResNet-50: 160 MACs each) than an RNN's or a transformer's, while its meta run (own
+    # kernels for its ops, repeated blocks replayed) is as fast or faster for every conv net measured,
+    # down to SqueezeNet and MobileNetV3-Small (benchmarks/bench_peers.py): a conv net runs on meta.
+    if any(isinstance(m, nn.modules.conv._ConvNd) for m in tree.modules(module)):
+        return False
+    return sum(t.numel() for t in tensors) * batch <= SMALL_ON_CPU and elements <= SMALL_INPUT
 
 
 def _has_lazy_parameters(model: nn.Module) -> bool:
@@ -380,11 +380,15 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
     if meta and known is not None:
         recorder.known = KnownValues(known)
     try:
+        stand_ins = None
+        if meta and (train or dtype is not None or any(t.device.type != "meta" for _, t in _named_tensors(model))):
+            # Made before the modes are entered: they are archscope's tensors, not ops of the model's
+            # (under the modes each would pass through every one of them: 15% of MobileNetV3's trace).
+            stand_ins = {n: torch.empty_like(t, device="meta", dtype=dtype if dtype is not None and
+                                             t.is_floating_point() else t.dtype).requires_grad_(t.requires_grad)
+                         for n, t in _named_tensors(model)}
         with mode_stack(model, train=train, meta=meta, counter=counter, observers=observers, known=recorder.known):
-            if meta and (train or dtype is not None or any(t.device.type != "meta" for _, t in _named_tensors(model))):
-                stand_ins = {n: torch.empty_like(t, device="meta", dtype=dtype if dtype is not None and
-                                                 t.is_floating_point() else t.dtype).requires_grad_(t.requires_grad)
-                             for n, t in _named_tensors(model)}
+            if stand_ins is not None:
                 out = torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
             elif shared:
                 buffers = {n: b.clone() for n, b in model.named_buffers()}

@@ -133,8 +133,9 @@ def _load_library(prefix: str, name: str, device: str, kwargs: Dict[str, Any]) -
     source = SOURCES[prefix]
     if hasattr(source, "load"):
         return source.load(name, device, kwargs)
-    known = source.names()
-    if name not in known:
+    is_name = getattr(source, "is_name", None)
+    if not (is_name(name) if is_name is not None else name in source.names()):
+        known = source.names()
         close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(f'{prefix}:{c}' for c in close)}?" if close else ""
         raise UsageError(f"unknown model '{prefix}:{name}'{hint} (list them with: archscope list '{prefix}:*')")
