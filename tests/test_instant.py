@@ -103,3 +103,31 @@ def test_counting_a_cnn_imports_neither_flop_counter_nor_sympy():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_meta_build_skips_weight_initialisation_and_a_cpu_build_keeps_it():
+    """torch.nn.init's initialisers only write values: on meta they are skipped before they run (each
+    would cost a Python call and a dispatch), on CPU they run as PyTorch wrote them."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    from archscope.models.build import build_on, guarded
+
+    class Initialisers(TorchFunctionMode):  # outside archscope's own mode: sees what it passes on
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if getattr(func, "__module__", "") == "torch.nn.init":
+                self.seen.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    build = guarded("linear", {}, lambda: torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Conv2d(3, 2, 3)))
+    with Initialisers() as spy:
+        model, _ = build_on("meta", build, "linear")
+    assert spy.seen == [] and model[0].weight.device.type == "meta" and model[0].weight.shape == (4, 8)
+    with Initialisers() as spy:
+        model, _ = build_on("cpu", build, "linear")
+    assert spy.seen.count("kaiming_uniform_") == 2 and spy.seen.count("uniform_") >= 2
+    assert model[0].weight.abs().sum() > 0  # really initialised

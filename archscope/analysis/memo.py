@@ -83,6 +83,7 @@ class BlockMemo:
     _entries: Dict[Any, Any] = field(default_factory=dict)
     _structure: Dict[int, Any] = field(default_factory=dict)
     _trees: Dict[int, Dict[str, nn.Module]] = field(default_factory=dict)
+    _interned: Dict[tuple, int] = field(default_factory=dict)  # a structure's full key → its number
     _wrapped: List[Tuple[nn.Module, Any]] = field(default_factory=list)
 
     def install(self) -> "BlockMemo":
@@ -108,7 +109,7 @@ class BlockMemo:
 
     # ----------------------------------------------------------------------- what decides a block
 
-    def _key_of(self, module: nn.Module) -> Optional[tuple]:
+    def _key_of(self, module: nn.Module) -> Optional[int]:
         known = self._structure.get(id(module), _REFUSED)
         if known is not _REFUSED:
             return known
@@ -127,8 +128,11 @@ class BlockMemo:
                 except Exception:  # noqa: BLE001 - a repr that fails: not keyed
                     extra = None
                 if extra is not None:
-                    key = (type(module), extra, module.training, _tensors_key(module._parameters),
-                           _tensors_key(module._buffers), _attributes_key(module), tuple(kids))
+                    full = (type(module), extra, module.training, _tensors_key(module._parameters),
+                            _tensors_key(module._buffers), _attributes_key(module), tuple(kids))
+                    # Interned as a small number, so that a parent's key holds its children's numbers,
+                    # not their whole keys: hashing a decoder layer's key would otherwise walk its tree.
+                    key = self._interned.setdefault(full, len(self._interned))
         self._structure[id(module)] = key
         return key
 
@@ -278,8 +282,21 @@ def _attributes_key(module: nn.Module) -> tuple:
     for k, v in module.__dict__.items():
         if k in _TABLES or (from_transformers and k == "layer_idx"):
             continue
-        parts.append((k, type(v), repr(v) if _plain_value(v) else id(v)))
+        parts.append((k, type(v), _by_value(v) if _plain_value(v) else id(v)))
     return tuple(parts)
+
+
+def _by_value(v):
+    """A plain value as a hashable key equal only for equal values: lists and sets frozen, a float by
+    its repr (-0.0 is not 0.0, and a NaN equals itself), the rest as it is (a dtype, a string)."""
+    kind = type(v)
+    if kind is float:
+        return repr(v)
+    if kind in (list, tuple, torch.Size):
+        return tuple(_by_value(i) for i in v)
+    if kind in (set, frozenset):
+        return frozenset(_by_value(i) for i in v)
+    return v
 
 
 _FROM_TRANSFORMERS: Dict[type, bool] = {}
@@ -288,14 +305,16 @@ _PLAIN_TYPES = frozenset(PLAIN_VALUES)
 
 def _plain_value(v) -> bool:
     """A plain value, or a list, tuple or set of them (a conv's padding, a shape): keyed by value."""
-    if type(v) in _PLAIN_TYPES or isinstance(v, PLAIN_VALUES):
+    kind = type(v)  # the type, never v.__class__ (a config object's __getattribute__ costs a call)
+    if kind in _PLAIN_TYPES or issubclass(kind, PLAIN_VALUES):
         return True
-    return type(v) in (list, tuple, set, frozenset, torch.Size) and len(v) <= 64 and all(_plain_value(i) for i in v)
+    return kind in (list, tuple, set, frozenset, torch.Size) and len(v) <= 64 and all(_plain_value(i) for i in v)
 
 
 def _tensors_key(table) -> tuple:
-    return tuple((name, None) if t is None else (name, tuple(t.shape), t.dtype, t.requires_grad)
-                 for name, t in table.items())
+    if not table:
+        return ()
+    return tuple((name, None) if t is None else (name, t.shape, t.dtype, t.requires_grad) for name, t in table.items())
 
 
 def _inputs_key(x):
@@ -378,9 +397,10 @@ def _state(module: nn.Module) -> tuple:
         for k, v in m.__dict__.items():
             if k in _TABLES:
                 continue
-            if isinstance(v, PLAIN_VALUES):
-                own.append((k, type(v), repr(v)))  # by repr: a NaN attribute equals itself
-            elif isinstance(v, (list, dict, set)):
+            kind = type(v)
+            if issubclass(kind, PLAIN_VALUES):
+                own.append((k, kind, repr(v)))  # by repr: a NaN attribute equals itself
+            elif issubclass(kind, (list, dict, set)):
                 own.append((k, id(v), len(v)))
             else:
                 own.append((k, id(v)))

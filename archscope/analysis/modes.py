@@ -52,13 +52,26 @@ class FastMeta(DispatchMode):
 def running_mode(model: nn.Module, training: bool):
     """Run in train mode (dropout, BatchNorm batch statistics, auxiliary heads) or eval mode,
     then restore every module's own training flag exactly."""
-    modes = [(m, m.training) for m in tree.modules(model)]
-    model.train(training)
+    modules = tree.modules(model)
+    modes = [(m, m.training) for m in modules]
+    plain = all(type(m).__setattr__ is _SETATTR for m in modules)  # training is an attribute like any other
+    if plain and all(type(m).train is _TRAIN for m in modules):
+        for m in modules:  # what Module.train does, without a Python call per module (1,046 in a Llama-2-70B)
+            m.__dict__["training"] = training
+    else:
+        model.train(training)  # a class of the model's sets its own modes (BatchNorm frozen in train mode)
     try:
         yield
     finally:
         for m, flag in modes:
-            m.training = flag
+            if plain:
+                m.__dict__["training"] = flag
+            else:
+                m.training = flag
+
+
+_TRAIN = nn.Module.train
+_SETATTR = nn.Module.__setattr__
 
 
 def mode_stack(model: nn.Module, *, train: bool, meta: bool, counter: Optional[Any] = None,

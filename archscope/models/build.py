@@ -74,9 +74,12 @@ class SkipMetaInit(TorchFunctionMode):
     function mode sees them whole; any other call goes on unchanged (SkipMetaWrites sees the rest)."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in _INITIALISERS and args and isinstance(args[0], torch.Tensor) and args[0].device.type == "meta":
-            return args[0]
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        if func in _INITIALISERS:
+            tensor = args[0] if args else kwargs.get("tensor")  # each takes the tensor first, as ``tensor``
+            if isinstance(tensor, torch.Tensor) and tensor.device.type == "meta":
+                return tensor
+        return func(*args, **kwargs)
 
 
 # Every public in-place initialiser of torch.nn.init (uniform_, kaiming_uniform_, orthogonal_...).
