@@ -45,12 +45,14 @@ _HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_bac
 _REFUSED = object()
 
 
+_PYTHON_KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.Python) | \
+    torch._C.DispatchKeySet(torch._C.DispatchKey.PythonTLSSnapshot)
+
+
 def _no_modes():
     """Beneath every dispatch mode, for tensors of archscope's own: a guard on the Python dispatch keys
     (2 us; popping and pushing back each mode costs 14)."""
-    keys = torch._C.DispatchKeySet(torch._C.DispatchKey.Python) | \
-        torch._C.DispatchKeySet(torch._C.DispatchKey.PythonTLSSnapshot)
-    return torch._C._ExcludeDispatchKeyGuard(keys)
+    return torch._C._ExcludeDispatchKeyGuard(_PYTHON_KEYS)
 
 
 @dataclass
