@@ -106,28 +106,73 @@ def test_counting_a_cnn_imports_neither_flop_counter_nor_sympy():
 
 
 def test_a_meta_build_skips_weight_initialisation_and_a_cpu_build_keeps_it():
-    """torch.nn.init's initialisers only write values: on meta they are skipped before they run (each
-    would cost a Python call and a dispatch), on CPU they run as PyTorch wrote them."""
+    """torch.nn.init's initialisers and a tensor's own in-place writes only write values: on meta they
+    never reach PyTorch's kernels (each would cost a Python call and a dispatch, some a Python
+    reference kernel), on CPU they run as PyTorch wrote them. A dispatch-level spy sees every aten op
+    that really runs, whichever function modes sit above it."""
     import torch
-    from torch.overrides import TorchFunctionMode
+    from torch.utils._python_dispatch import TorchDispatchMode
 
     from archscope.models.build import build_on, guarded
 
-    class Initialisers(TorchFunctionMode):  # outside archscope's own mode: sees what it passes on
+    class Ops(TorchDispatchMode):
         def __init__(self):
             super().__init__()
             self.seen = []
 
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            if getattr(func, "__module__", "") == "torch.nn.init":
-                self.seen.append(func.__name__)
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen.append(func.overloadpacket.__name__)
             return func(*args, **(kwargs or {}))
 
-    build = guarded("linear", {}, lambda: torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Conv2d(3, 2, 3)))
-    with Initialisers() as spy:
+    class TruncNormalInit(torch.nn.Module):  # timm's trunc_normal_ writes through Tensor methods
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.empty(5, 3))
+            with torch.no_grad():
+                self.weight.uniform_(-1, 1).erfinv_().mul_(2.0).add_(0.5).clamp_(-2, 2)
+
+    make = lambda: torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Conv2d(3, 2, 3), TruncNormalInit())
+    build = guarded("linear", {}, make)
+    writes = {"uniform_", "normal_", "erfinv_", "mul_", "add_", "clamp_", "fill_", "zero_"}
+    with Ops() as spy:
         model, _ = build_on("meta", build, "linear")
-    assert spy.seen == [] and model[0].weight.device.type == "meta" and model[0].weight.shape == (4, 8)
-    with Initialisers() as spy:
+    assert writes.isdisjoint(spy.seen), spy.seen
+    assert model[0].weight.device.type == "meta" and model[0].weight.shape == (4, 8)
+    assert model[2].weight.shape == (5, 3) and model[2].weight.requires_grad
+    with Ops() as spy:
         model, _ = build_on("cpu", build, "linear")
-    assert spy.seen.count("kaiming_uniform_") == 2 and spy.seen.count("uniform_") >= 2
+    assert spy.seen.count("uniform_") >= 5 and {"erfinv_", "clamp_"} <= set(spy.seen)
     assert model[0].weight.abs().sum() > 0  # really initialised
+
+
+def test_a_meta_build_still_applies_what_changes_a_shape_or_a_flag():
+    """What a meta build skips writes values only; a builder's in-place change of shape, of
+    requires_grad, or a ones/zeros buffer must come out as PyTorch's own meta build makes it."""
+    import torch
+
+    from archscope.models.build import build_on, guarded
+
+    class Odd(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.frozen = torch.nn.Parameter(torch.empty(4, 6))
+            self.frozen.requires_grad_(False)
+            grown = torch.empty(2, 3)
+            grown.unsqueeze_(0).transpose_(1, 2)  # (1, 3, 2)
+            self.register_buffer("grown", grown)
+            self.register_buffer("resized", torch.empty(2).resize_(3, 5))
+            self.register_buffer("ones", torch.ones(7, dtype=torch.bfloat16))
+            self.register_buffer("zeros", torch.zeros_like(self.frozen, dtype=torch.float16))
+            self.scale = torch.nn.Parameter(torch.ones(3, 3))
+            self.filled = torch.full((2, 2), 3.0)
+
+    def shapes(model):
+        tensors = dict(model.named_parameters()) | dict(model.named_buffers()) | {"filled": model.filled}
+        return {k: (tuple(t.shape), t.dtype, t.requires_grad, t.device.type) for k, t in tensors.items()}
+
+    with torch.device("meta"):
+        expected = shapes(Odd())
+    model, _ = build_on("meta", guarded("odd", {}, Odd), "odd")
+    assert shapes(model) == expected
+    assert expected["grown"][0] == (1, 3, 2) and expected["resized"][0] == (3, 5)
+    assert expected["frozen"][2] is False and expected["ones"][1] == torch.bfloat16

@@ -6,7 +6,6 @@ while building) is built again on CPU, with a note saying so.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import types
 from dataclasses import dataclass
@@ -14,9 +13,9 @@ from typing import Any, Callable, Dict, Optional, Tuple, Type
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
+from torch.utils._device import DeviceContext, _device_constructors
 
-from archscope.dispatch import DispatchMode, writes_first_in_place
+from archscope.dispatch import writes_first_in_place
 from archscope.errors import UsageError, first_line, is_meta_limitation
 from archscope.quiet import library_warnings_silenced
 
@@ -44,7 +43,7 @@ def guarded(label: str, kwargs: Dict[str, Any], make: Callable[[], nn.Module],
     (a bad option, a shape the builder refuses) becomes one usage line naming the options."""
 
     def build(device: str) -> nn.Module:
-        with torch.device(device):
+        with MetaBuild() if device == "meta" else torch.device(device):
             try:
                 return make()
             except catch as error:
@@ -53,25 +52,27 @@ def guarded(label: str, kwargs: Dict[str, Any], make: Callable[[], nn.Module],
     return build
 
 
-class SkipMetaWrites(DispatchMode):
-    """While a model is built on meta, in-place writes to meta tensors are skipped: a builder's weight
-    initialisation (timm's ``trunc_normal_``: uniform_, erfinv_, mul_, add_, clamp_) writes values a
-    meta tensor does not have, through PyTorch's Python reference kernels (0.35 of ConvNeXt-T's 0.41 s
-    build). Only ops that write their first argument's contents are skipped, never ones that change its
-    shape (``resize_``, ``squeeze_``... carry PyTorch's inplace_view tag)."""
+class MetaBuild(DeviceContext):
+    """``torch.device("meta")`` for a builder, which also skips what only writes values a meta tensor
+    does not have. One function mode does it all (each Python mode layer costs every call of a
+    build: 80 Llama-2-70B layers make 1,046 modules and 1,680 Linears):
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if writes_first_in_place(func) and args and isinstance(args[0], torch.Tensor) and args[0].device.type == "meta":
-            return args[0]
-        return func(*args, **(kwargs or {}))
+    - ``torch.nn.init``'s initialisers return the tensor as it is (a Linear's ``kaiming_uniform_``
+      and bias ``uniform_``: 0.2 s of a 0.26 s build when they ran);
+    - a tensor method that writes only its own contents in place (``uniform_``, ``erfinv_``, ``mul_``,
+      ``clamp_``: timm's ``trunc_normal_``, 0.35 of ConvNeXt-T's 0.41 s build through PyTorch's
+      Python reference kernels) returns its meta tensor; never one that changes a shape or storage
+      (``squeeze_``, ``resize_``, ``set_``: ``dispatch.writes_first_in_place`` decides, from the
+      schema of every overload);
+    - ``ones``/``zeros`` (and ``_like``) on meta are ``empty``: the same shape, dtype and flags, and
+      no values either way (PyTorch's meta ``ones`` is a Python kernel: a fifth of a Llama build's
+      RMSNorms).
 
+    Being the device context itself (the subclass PyTorch puts at the bottom of the mode stack),
+    ``torch.get_default_device()`` says meta inside it, as under ``torch.device("meta")``."""
 
-class SkipMetaInit(TorchFunctionMode):
-    """While a model is built on meta, ``torch.nn.init``'s initialisers return a meta tensor as it
-    is: each only writes values (a Linear's ``kaiming_uniform_`` and bias ``uniform_``), which a meta
-    tensor does not have, yet pays a Python call and a dispatch of its own (80 Llama-2-70B layers:
-    1,680 Linears, 0.2 s of a 0.26 s build). They take part in PyTorch's function overrides, so a
-    function mode sees them whole; any other call goes on unchanged (SkipMetaWrites sees the rest)."""
+    def __init__(self) -> None:
+        super().__init__("meta")
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -79,21 +80,60 @@ class SkipMetaInit(TorchFunctionMode):
             tensor = args[0] if args else kwargs.get("tensor")  # each takes the tensor first, as ``tensor``
             if isinstance(tensor, torch.Tensor) and tensor.device.type == "meta":
                 return tensor
+            return func(*args, **kwargs)
+        writes = _WRITES_ITSELF.get(func)
+        if writes is None:
+            writes = _WRITES_ITSELF[func] = _writes_only_itself(func)
+        if writes:
+            if args and isinstance(args[0], torch.Tensor) and args[0].device.type == "meta":
+                return args[0]
+            return func(*args, **kwargs)
+        if func in _DEVICE_CONSTRUCTORS and kwargs.get("device") is None:
+            kwargs["device"] = self.device
+        empty = _AS_EMPTY.get(func)
+        if empty is not None and "out" not in kwargs:
+            if empty is torch.empty and torch.device(kwargs["device"]).type == "meta":
+                return torch.empty(*args, **kwargs)
+            if empty is torch.empty_like and args and isinstance(args[0], torch.Tensor) \
+                    and args[0].device.type == "meta" and kwargs.get("device") in (None, "meta"):
+                return torch.empty_like(*args, **kwargs)
         return func(*args, **kwargs)
 
 
 # Every public in-place initialiser of torch.nn.init (uniform_, kaiming_uniform_, orthogonal_...).
 _INITIALISERS = frozenset(getattr(nn.init, name) for name in dir(nn.init)
                           if name.endswith("_") and not name.startswith("_") and callable(getattr(nn.init, name)))
+_DEVICE_CONSTRUCTORS = _device_constructors()
+# Same arguments, same result but for values (their schemas differ only in the fill).
+_AS_EMPTY = {torch.ones: torch.empty, torch.zeros: torch.empty,
+             torch.ones_like: torch.empty_like, torch.zeros_like: torch.empty_like}
+_WRITES_ITSELF: Dict[Any, bool] = {}
+
+
+def _writes_only_itself(func) -> bool:
+    """A ``torch.Tensor`` method every overload of which writes only its tensor's contents in place."""
+    name = getattr(func, "__name__", "")
+    if not name.endswith("_") or name.startswith("_") or getattr(func, "__objclass__", None) is not torch._C.TensorBase:
+        return False
+    if name in _FLAGS_OR_SHAPE or "resize" in name:
+        return False
+    packet = getattr(torch.ops.aten, name, None)
+    overloads = [getattr(packet, o) for o in packet.overloads()] if packet is not None else []
+    on_tensors = [op for op in overloads  # add_.t (a list's add_) is another op of the same name
+                  if op._schema.arguments and isinstance(op._schema.arguments[0].type, torch.TensorType)]
+    return bool(on_tensors) and all(writes_first_in_place(op) for op in on_tensors)
+
+
+# In place on the tensor, yet not its values: never skipped.
+_FLAGS_OR_SHAPE = frozenset({"requires_grad_", "share_memory_", "detach_", "set_", "squeeze_", "unsqueeze_", "t_",
+                             "transpose_", "swapaxes_", "swapdims_", "as_strided_"})
 
 
 def build_on(device: str, build: Callable[[str], nn.Module], label: str) -> Tuple[nn.Module, Optional[str]]:
     """Build on ``device``; if the builder itself cannot run on meta, build on CPU instead.
     Returns ``(module, note)``."""
     try:
-        on_meta = device == "meta"
-        with library_warnings_silenced(), (SkipMetaWrites() if on_meta else contextlib.nullcontext()), \
-                (SkipMetaInit() if on_meta else contextlib.nullcontext()):
+        with library_warnings_silenced():
             return build(device), None
     except Exception as error:  # noqa: BLE001 - only a meta limitation is retried; the rest is re-raised
         cause = error.__cause__ if isinstance(error, UsageError) and error.__cause__ is not None else error
