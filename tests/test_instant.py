@@ -131,7 +131,9 @@ def test_a_meta_build_skips_weight_initialisation_and_a_cpu_build_keeps_it():
             with torch.no_grad():
                 self.weight.uniform_(-1, 1).erfinv_().mul_(2.0).add_(0.5).clamp_(-2, 2)
 
-    make = lambda: torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Conv2d(3, 2, 3), TruncNormalInit())
+    def make():
+        return torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Conv2d(3, 2, 3), TruncNormalInit())
+
     build = guarded("linear", {}, make)
     writes = {"uniform_", "normal_", "erfinv_", "mul_", "add_", "clamp_", "fill_", "zero_"}
     with Ops() as spy:
