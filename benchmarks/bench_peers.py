@@ -1,16 +1,18 @@
 """archscope against the other counters, on the same prebuilt CPU models, in one run.
 
-    python benchmarks/bench_peers.py [--repeats 3] [--models resnet50,vit_b_16,...]
+    python benchmarks/bench_peers.py [--repeats 5] [--models resnet50,vit_b_16,...]
 
 For each model every tool gets the same prebuilt CPU model (a fresh deep copy each, as thop
 adds buffers to the modules it profiles) and its input; the table prints each tool's MACs as a
 ratio of the reference (torchvision's published GMACs for the three torchvision models, the
-hand formula for the LSTM and the Transformer encoder) and its median time. A peer that is not
+hand formula for the LSTM and the Transformer encoder), then its best and median time: after one
+untimed warm-up each, the tools take turns, one run each per round in a rotating order, so load
+from elsewhere on the machine falls on all of them alike. A peer that is not
 installed is skipped (pip install fvcore thop ptflops calflops). archscope runs its default
 path: a small model without convolutions and with its weights on CPU runs there, any other on the
 meta device through stand-ins; ``--meta`` forces meta for all. Each row's last line gives
 archscope's speed against the fastest peer, and against the fastest peer whose MACs are within 2%
-of the reference.
+of the reference, both on the best rounds (the least disturbed by the machine).
 """
 from __future__ import annotations
 
@@ -135,27 +137,52 @@ def installed(tool: str) -> bool:
         return False
 
 
-def measure(tool, build, x, repeats: int):
-    """(MACs, median seconds), each run on a fresh deep copy (the copy is not timed)."""
+def run_once(tool, build, x):
+    """(MACs, seconds) of one run on a fresh deep copy (the copy is not timed), the tool's chatter muted."""
     import contextlib
     import io
     import warnings
 
-    times, macs = [], None
-    for _ in range(repeats):
-        model = copy.deepcopy(build)
-        start = time.perf_counter()
-        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            macs = TOOLS[tool](model, x)
-        times.append(time.perf_counter() - start)
-    return int(macs), statistics.median(times)
+    model = copy.deepcopy(build)
+    start = time.perf_counter()
+    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        macs = TOOLS[tool](model, x)
+    return int(macs), time.perf_counter() - start
+
+
+def measure_all(tools, build, x, repeats: int) -> dict:
+    """tool → (MACs, best seconds, median seconds), or the exception a tool raised.
+
+    One untimed warm-up run each (imports and lazy set-up), then `repeats` rounds in which every
+    tool runs once, in an order that rotates each round: a burst of load from elsewhere on the
+    machine lands on all tools alike instead of on whichever ran its repeats at that moment.
+    """
+    times: dict = {tool: [] for tool in tools}
+    macs: dict = {}
+    for tool in tools:
+        try:
+            macs[tool] = run_once(tool, build, x)[0]
+        except Exception as error:  # noqa: BLE001 - a peer that cannot count this model
+            macs[tool] = error
+    working = [tool for tool in tools if not isinstance(macs[tool], Exception)]
+    for round_ in range(repeats):
+        shift = round_ % len(working) if working else 0
+        for tool in working[shift:] + working[:shift]:
+            count, seconds = run_once(tool, build, x)
+            if count != macs[tool]:
+                raise SystemExit(f"{tool} counted {count:,} then {macs[tool]:,} MACs on the same model")
+            times[tool].append(seconds)
+    return {tool: macs[tool] if tool not in working else (macs[tool], min(times[tool]),
+                                                          statistics.median(times[tool]))
+            for tool in tools}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed rounds after one warm-up; the ratio uses each tool's best round")
     parser.add_argument("--models", default="resnet50,vit_b_16,mobilenet_v3_large,lstm_2x128,encoder_2x128")
     parser.add_argument("--meta", action="store_true", help="archscope on the meta device even for small CPU models")
     args = parser.parse_args()
@@ -164,33 +191,30 @@ def main() -> None:
     tools = [t for t in TOOLS if installed(t)]
     missing = [t for t in TOOLS if t not in tools]
     table = models()
-    print(f"MACs as a ratio of the reference, and median time of {args.repeats} runs (ms), on a prebuilt CPU model "
-          f"({torch.get_num_threads()} threads, torch {torch.__version__})")
-    print(f"{'model':<20}" + "".join(f"{t:>22}" for t in tools))
+    print(f"MACs as a ratio of the reference, then best and median of {args.repeats} interleaved rounds (ms), on a "
+          f"prebuilt CPU model ({torch.get_num_threads()} threads, torch {torch.__version__})")
+    print(f"{'model':<20}" + "".join(f"{t:>24}" for t in tools))
     for name in args.models.split(","):
         build, x, reference, source = table[name]
-        model = build()
+        results = measure_all(tools, build(), x, args.repeats)
         cells = []
-        fastest_peer = None
-        results = {}
         for tool in tools:
-            try:
-                macs, seconds = measure(tool, model, x, args.repeats)
-                results[tool] = (macs, seconds)
-                if tool != "archscope":
-                    fastest_peer = seconds if fastest_peer is None else min(fastest_peer, seconds)
-                cells.append(f"{macs / reference:>8.2f} {seconds * 1e3:>9.1f} ms")
-            except Exception as error:  # noqa: BLE001 - a peer that cannot count this model
-                cells.append(f"{'failed: ' + type(error).__name__:>20}")
-        print(f"{name:<20}" + "".join(f"{c:>22}" for c in cells))
-        if "archscope" in results and fastest_peer:
+            if isinstance(results[tool], Exception):
+                cells.append(f"{'failed: ' + type(results[tool]).__name__:>22}")
+            else:
+                macs, best, median = results[tool]
+                cells.append(f"{macs / reference:>6.2f} {best * 1e3:>7.1f} /{median * 1e3:>7.1f}")
+        print(f"{name:<20}" + "".join(f"{c:>24}" for c in cells))
+        timed = {tool: r for tool, r in results.items() if not isinstance(r, Exception)}
+        peers = {tool: r for tool, r in timed.items() if tool != "archscope"}
+        if "archscope" in timed and peers:
+            ours = timed["archscope"][1]
             # A peer that answers wrong is fast at something else: the fastest one within 2% is named too.
-            right = [seconds for tool, (macs, seconds) in results.items()
-                     if tool != "archscope" and abs(macs / reference - 1) <= RIGHT]
-            against_right = (f"{min(right) / results['archscope'][1]:.2f}x" if right else "none is right")
-            print(f"{'':<20}reference {reference:,} MACs ({source}); archscope's speed against the fastest peer: "
-                  f"{fastest_peer / results['archscope'][1]:.2f}x; against the fastest right one (within 2%): "
-                  f"{against_right}")
+            right = [best for macs, best, _ in peers.values() if abs(macs / reference - 1) <= RIGHT]
+            against_right = f"{min(right) / ours:.2f}x" if right else "none is right"
+            print(f"{'':<20}reference {reference:,} MACs ({source}); archscope's speed (best rounds) against the "
+                  f"fastest peer: {min(best for _, best, _ in peers.values()) / ours:.2f}x; against the fastest "
+                  f"right one (within 2%): {against_right}")
     if missing:
         print(f"not installed, skipped: {', '.join(missing)}")
 

@@ -6,10 +6,11 @@ outermost first:
 1. the modules' training flags (train or eval), restored exactly afterwards, last of all;
 2. autograd on (a training step) or off;
 3. library warnings silenced (a model's deprecation chatter is not archscope's output);
-4. on meta, PyTorch's reference kernels run without importing torch._dynamo (no_dynamo.py), which
+4. on meta (or where a real forward's heavy kernels run on meta), PyTorch's reference kernels run without importing torch._dynamo (no_dynamo.py), which
    their wrapper does on a first call only to find dynamo is not tracing; and where no FLOP counter
    runs (which does it itself, under its cache), archscope's own kernels for the common ops
-   (fast_meta.py), nearest the kernels, so every mode above sees each op;
+   (fast_meta.py), nearest the kernels, so every mode above sees each op; in a small real forward,
+   there, the matmuls sent to meta (heavy_on_meta.py);
 5. the FLOP counter, so it counts every op the modes inside it pass on, and ``observers``
    (receptive fields, the dataflow, the memory trackers) read its running total as each op passes;
    on meta, the counter (or the fast kernels, where none counts) first makes the dtype check a real
@@ -30,6 +31,7 @@ import torch
 from torch import nn
 
 from archscope.analysis.fast_meta import fast_meta
+from archscope.analysis.heavy_on_meta import HeavyOnMeta
 from archscope.analysis.mixed_dtypes import refuse_mixed_dtypes
 from archscope.analysis.no_dynamo import without_dynamo_import
 from archscope.dispatch import DispatchMode
@@ -76,16 +78,19 @@ _SETATTR = nn.Module.__setattr__
 
 def mode_stack(model: nn.Module, *, train: bool, meta: bool, counter: Optional[Any] = None,
                observers: Iterable[Any] = (), saved_tensors: Optional[Any] = None,
-               known: Optional[Any] = None) -> contextlib.ExitStack:
+               known: Optional[Any] = None, heavy_on_meta: bool = False) -> contextlib.ExitStack:
     """The stack described above, entered; ``with mode_stack(...):`` runs the forward inside it.
-    ``saved_tensors``: a ``(pack, unpack)`` pair for autograd's saved-tensor hooks."""
+    ``saved_tensors``: a ``(pack, unpack)`` pair for autograd's saved-tensor hooks; ``heavy_on_meta``:
+    a real forward whose matmuls run on meta (heavy_on_meta.py), nearest the kernels."""
     stack = contextlib.ExitStack()
     try:
         stack.enter_context(running_mode(model, train))
         stack.enter_context(torch.enable_grad() if train else torch.no_grad())
         stack.enter_context(library_warnings_silenced())
-        if meta:
+        if meta or heavy_on_meta:
             stack.enter_context(without_dynamo_import())
+        if heavy_on_meta:
+            stack.enter_context(HeavyOnMeta())
         if meta and counter is None:
             stack.enter_context(FastMeta())
         if counter is not None:

@@ -144,13 +144,23 @@ def _small_on_cpu_first(plan: _Plan) -> Optional[Attempt]:
     if not (options.prefer_cpu and plan.loaded.passed_in and not options.train and options.dtype is None
             and _small_on_cpu(plan.module, plan.inputs)):
         return None
-    run = plan.run(lambda: plan.module, "cpu", None, shared=True)
+    # Its matmuls on meta first (heavy_on_meta.py): a failure there (a value from meta read, a real
+    # tensor written from one) is not the model's, so the plain real run answers for it.
+    run = plan.run(lambda: plan.module, "cpu", None, shared=True, heavy_on_meta=_heavy_on_meta_allowed(options))
+    if run.error is not None and _heavy_on_meta_allowed(options):
+        plan.fresh_counter()
+        run = plan.run(lambda: plan.module, "cpu", None, shared=True)
     if run.error is None:
         if plan.counter is not None and plan.counter.data_dependent:  # it read the input's values: say which
             run.note = f"a small model with its weights on CPU ran there rather than on meta; {plan.values}"
         return run
     plan.fresh_counter()  # a failure is diagnosed on meta, as for any model
     return None
+
+
+def _heavy_on_meta_allowed(options: RunOptions) -> bool:
+    """Receptive fields and the dataflow follow each tensor through the run: they keep the plain one."""
+    return not options.rf and options.flow_depth is None
 
 
 def _on_meta(plan: _Plan) -> Optional[Attempt]:
@@ -251,7 +261,7 @@ def _scripted_copy(module, dtype: torch.dtype):
 
 
 def _run(get_module, inputs: Inputs, device: str, counter, note, options: RunOptions, shared: bool = False,
-         scripted: bool = False, follow_values: bool = False, cast: bool = True) -> Attempt:
+         scripted: bool = False, follow_values: bool = False, cast: bool = True, heavy_on_meta: bool = False) -> Attempt:
     dtype = options.dtype
     try:
         module = get_module()
@@ -268,7 +278,8 @@ def _run(get_module, inputs: Inputs, device: str, counter, note, options: RunOpt
     try:
         known = inputs.made_values(args, kwargs) if follow_values else None
         how = dict(train=options.train, rf=options.rf, flow_depth=options.flow_depth,
-                   dtype=dtype if cast else None, shared=shared, scripted=scripted, known=known)
+                   dtype=dtype if cast else None, shared=shared, scripted=scripted, known=known,
+                   heavy_on_meta=heavy_on_meta)
         try:
             out, rec = forward(module, args, kwargs, device, counter, memo=options.memo, **how)
         except Exception as error:  # noqa: BLE001 - a memoised run fails only where the plain one does, or
@@ -347,7 +358,8 @@ def _has_lazy_parameters(model: nn.Module) -> bool:
 def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: Optional[FlopCounter] = None,
             train: bool = False, rf: bool = False, flow_depth: Optional[int] = None,
             dtype: Optional[torch.dtype] = None, shared: bool = False, scripted: bool = False,
-            known: Optional[list] = None, listeners: Sequence[Any] = (), memo: bool = False):
+            known: Optional[list] = None, listeners: Sequence[Any] = (), memo: bool = False,
+            heavy_on_meta: bool = False):
     """One forward call with hooks, in eval mode and without autograd; with ``train``, in
     train mode followed by a backward pass of the sum of the outputs (the counter keeps
     its FLOPs apart). On ``meta``, a model with real tensors (or any model, with ``train``:
@@ -355,7 +367,8 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
     stand-ins (at ``dtype``, when given), so nothing of it changes; ``shared``: a user's model runs on
     its own parameters with copies of its buffers (an eval forward writes nothing else). Returns ``(output, recorder)``; on failure the
     recorder rides on the exception as ``__archscope_recorder__`` (the diagnosis reads its stack).
-    ``memo``: repeated blocks are replayed (memo.py), where the run records nothing else per op."""
+    ``memo``: repeated blocks are replayed (memo.py), where the run records nothing else per op;
+    ``heavy_on_meta``: a real forward's matmuls and what follows from them run on meta (heavy_on_meta.py)."""
     blocks = None
     if memo and device == "meta" and counter is not None and not (train or rf or scripted or listeners or
                                                                    counter.record_ops or flow_depth is not None):
@@ -387,7 +400,8 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
             stand_ins = {n: torch.empty_like(t, device="meta", dtype=dtype if dtype is not None and
                                              t.is_floating_point() else t.dtype).requires_grad_(t.requires_grad)
                          for n, t in _named_tensors(model)}
-        with mode_stack(model, train=train, meta=meta, counter=counter, observers=observers, known=recorder.known):
+        with mode_stack(model, train=train, meta=meta, counter=counter, observers=observers, known=recorder.known,
+                        heavy_on_meta=heavy_on_meta and not meta):
             if stand_ins is not None:
                 out = torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
             elif shared:

@@ -1,0 +1,93 @@
+"""A small CPU model's forward with its heavy kernels skipped: their outputs made on meta.
+
+The CPU path (run.py's ``_small_on_cpu_first``) runs a small model for real because PyTorch's
+Python meta kernels cost more than its CPU kernels there. But a real LSTM still costs its
+arithmetic, and a count needs only shapes: here the fused RNN layers run on meta,
+and every op that takes one of their outputs runs on meta too (its CPU arguments seen as meta
+tensors of the same shape, strides and dtype). What does not depend on them (the input, the
+masks made from it, the weights) keeps real values.
+
+This is only sound while no value that came from meta is read. Every way to read one fails
+loudly on a meta tensor (``.item()``, ``bool()``, ``.tolist()``, ``nonzero``, printing), and so
+does an op that would write a meta result into a real tensor (a cache filled in place): either
+raises, and the caller runs the model again for real. Nothing is silently followed.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import torch
+from torch.utils._pytree import tree_map
+
+from archscope.analysis.fast_meta import fast_meta
+from archscope.dispatch import DispatchMode
+
+aten = torch.ops.aten
+
+# The kernels whose arithmetic dominates a small model's real forward while few ops follow them:
+# a fused RNN layer (an LSTM's 50 steps in one kernel, a millisecond and a half; its meta kernel is
+# one Python function). Not matmuls: in a transformer each is followed by a dozen element-wise ops,
+# whose Python meta kernels cost more than their CPU kernels (the encoder of bench_peers.py: 5 ms
+# on the CPU, 9 with its matmuls on meta).
+HEAVY = {aten.mkldnn_rnn_layer.default}
+
+
+class RealValueNeeded(RuntimeError):
+    """An op would write a value computed on meta into a real tensor: the run must be made for real."""
+
+
+class HeavyOnMeta(DispatchMode):
+    def __init__(self):
+        super().__init__()
+        self._meta_of: Dict[int, Any] = {}  # id of a real tensor → (it, its meta twin), for this run
+        self.failed = False  # an op on a meta value raised: the run is not the model's, even if it caught that
+
+    def _meta(self, t):
+        if not isinstance(t, torch.Tensor) or t.device.type == "meta":
+            return t
+        known = self._meta_of.get(id(t))
+        if known is not None and known[0] is t:  # the tensor itself kept alive: its id is not reused
+            return known[1]
+        twin = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
+        self._meta_of[id(t)] = (t, twin)
+        return twin
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in HEAVY or _any_meta(args) or _any_meta(kwargs.values()):
+            if func._schema.is_mutable and _writes_a_real_tensor(func, args, kwargs):
+                raise RealValueNeeded(f"{func} would write a value computed on meta into a real tensor")
+            args, kwargs = tree_map(self._meta, args), tree_map(self._meta, kwargs)
+            try:
+                out = fast_meta(func, args, kwargs)  # the common ops without PyTorch's Python meta kernels
+                return func(*args, **kwargs) if out is None else out
+            except Exception:
+                self.failed = True  # .item() of a meta value, a meta kernel's refusal
+                raise
+        return func(*args, **kwargs)
+
+    def __exit__(self, kind, value, traceback):
+        super().__exit__(kind, value, traceback)
+        if self.failed and kind is None:  # the model caught what a meta value raised and went on
+            raise RealValueNeeded("an op on a value computed on meta failed, and the model went on without it")
+
+
+def _any_meta(values) -> bool:
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            if v.device.type == "meta":
+                return True
+        elif isinstance(v, (list, tuple)) and _any_meta(v):
+            return True
+    return False
+
+
+def _writes_a_real_tensor(func, args, kwargs) -> bool:
+    for i, argument in enumerate(func._schema.arguments):
+        if argument.alias_info is None or not argument.alias_info.is_write:
+            continue
+        value = args[i] if i < len(args) else kwargs.get(argument.name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, torch.Tensor) and v.device.type != "meta" for v in values):
+            return True
+    return False
