@@ -8,9 +8,12 @@ tensors of the same shape, strides and dtype). What does not depend on them (the
 masks made from it, the weights) keeps real values.
 
 This is only sound while no value that came from meta is read. Every way to read one fails
-loudly on a meta tensor (``.item()``, ``bool()``, ``.tolist()``, ``nonzero``, printing), and so
-does an op that would write a meta result into a real tensor (a cache filled in place): either
-raises, and the caller runs the model again for real. Nothing is silently followed.
+loudly on a meta tensor (``.item()``, ``bool()``, ``.tolist()``, ``.numpy()``, ``nonzero``;
+printing shows ``...`` and decides nothing), and so does an op that would write a meta result into
+a real tensor (a cache filled in place): either raises, and the caller runs the model again for
+real. A failed op on a meta value is remembered, so a model that catches the failure and goes on
+is run again too. The one read that does not pass through dispatch is ``.tolist()``: a model that
+catches its failure itself would go on unseen.
 """
 from __future__ import annotations
 

@@ -6,11 +6,11 @@ outermost first:
 1. the modules' training flags (train or eval), restored exactly afterwards, last of all;
 2. autograd on (a training step) or off;
 3. library warnings silenced (a model's deprecation chatter is not archscope's output);
-4. on meta (or where a real forward's heavy kernels run on meta), PyTorch's reference kernels run without importing torch._dynamo (no_dynamo.py), which
-   their wrapper does on a first call only to find dynamo is not tracing; and where no FLOP counter
+4. on meta (or where a real forward's fused RNN layers run on meta), PyTorch's reference kernels
+   run without importing torch._dynamo (no_dynamo.py), which their wrapper does on a first call only to find dynamo is not tracing; and where no FLOP counter
    runs (which does it itself, under its cache), archscope's own kernels for the common ops
    (fast_meta.py), nearest the kernels, so every mode above sees each op; in a small real forward,
-   there, the matmuls sent to meta (heavy_on_meta.py);
+   there, the fused RNN layers and what follows from them sent to meta (heavy_on_meta.py);
 5. the FLOP counter, so it counts every op the modes inside it pass on, and ``observers``
    (receptive fields, the dataflow, the memory trackers) read its running total as each op passes;
    on meta, the counter (or the fast kernels, where none counts) first makes the dtype check a real
@@ -81,7 +81,7 @@ def mode_stack(model: nn.Module, *, train: bool, meta: bool, counter: Optional[A
                known: Optional[Any] = None, heavy_on_meta: bool = False) -> contextlib.ExitStack:
     """The stack described above, entered; ``with mode_stack(...):`` runs the forward inside it.
     ``saved_tensors``: a ``(pack, unpack)`` pair for autograd's saved-tensor hooks; ``heavy_on_meta``:
-    a real forward whose matmuls run on meta (heavy_on_meta.py), nearest the kernels."""
+    a real forward whose fused RNN layers run on meta (heavy_on_meta.py), nearest the kernels."""
     stack = contextlib.ExitStack()
     try:
         stack.enter_context(running_mode(model, train))
