@@ -7,8 +7,9 @@ outermost first:
 2. autograd on (a training step) or off;
 3. library warnings silenced (a model's deprecation chatter is not archscope's output);
 4. on meta (or where a real forward's fused RNN layers run on meta), PyTorch's reference kernels
-   run without importing torch._dynamo (no_dynamo.py), which their wrapper does on a first call only to find dynamo is not tracing; and where no FLOP counter
-   runs (which does it itself, under its cache), archscope's own kernels for the common ops
+   run without importing torch._dynamo (no_dynamo.py), which their wrapper does on a first call
+   only to find dynamo is not tracing; and where no FLOP counter runs (which does it itself, under
+   its cache), archscope's own kernels for the common ops
    (fast_meta.py), nearest the kernels, so every mode above sees each op; in a small real forward,
    there, the fused RNN layers and what follows from them sent to meta (heavy_on_meta.py);
 5. the FLOP counter, so it counts every op the modes inside it pass on, and ``observers``
