@@ -149,6 +149,7 @@ def test_the_stand_in_is_a_deep_copy_down_to_hook_handles_and_nested_state():
             super().__init__()
             self.lazy = nn.LazyLinear(4)  # its _initialize_hook is a RemovableHandle to its own hook table
             self.history = [[1, 2], {"seen": torch.zeros(2)}]
+            self.pair = ([0], (1, [2]))  # tuples holding lists: new tuples, as deepcopy makes
             self.register_forward_hook(self.note)
 
         def note(self, module, args, out):
@@ -167,3 +168,6 @@ def test_the_stand_in_is_a_deep_copy_down_to_hook_handles_and_nested_state():
     # The copy's forward hook (a bound method) wrote the copy's own nested list, not the user's.
     assert copy_.history[0] == [1, 2, 2] and model.history[0] == [1, 2]
     assert copy_.history[1]["seen"] is not model.history[1]["seen"]
+    copy_.pair[0].append(1)
+    copy_.pair[1][1].append(3)
+    assert model.pair == ([0], (1, [2])) and copy_.pair == ([0, 1], (1, [2, 3]))

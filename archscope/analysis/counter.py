@@ -533,19 +533,43 @@ def _cacheable(func):
 
 
 def _signature(func, args, kwargs):
-    """A hashable key of the op's inputs when every tensor is a plain meta tensor, else None."""
+    """A hashable key of the op's inputs when every tensor is a plain meta tensor, else None.
+
+    Flat over the arguments (most are tensors and plain values: no call per argument), ``_key``
+    for the rest; a marker between the positional and the keyword arguments keeps it unambiguous."""
     for a in args:  # the first tensor says whether this is a meta run at all (cheap to ask)
         if isinstance(a, torch.Tensor):
             if a.device.type != "meta":
                 return None
             break
     parts = [func]
-    for value in (args, kwargs):
-        key = _key(value)
+    add = parts.append
+    for value in args:
+        kind = type(value)
+        if kind is torch.Tensor or kind is torch.nn.Parameter:
+            if value.device.type != "meta" or value.is_nested or value.layout is not torch.strided:
+                return None
+            add((value.shape, value.stride(), value.storage_offset(), value.dtype))
+        elif kind in _PLAIN_TYPES:
+            add((kind, value))  # 1, 1.0 and True hash alike but promote differently
+        elif (kind is list or kind is tuple) and _PLAIN_TYPES.issuperset(map(type, value)):
+            add((kind, tuple(value), tuple(map(type, value))))  # a stride, a padding: 3 items, unlike _key's
+        else:
+            key = _key(value)
+            if key is None:
+                return None
+            add(key)
+    if kwargs:
+        add(_KWARGS)
+        key = _key(kwargs)
         if key is None:
             return None
-        parts.append(key)
+        add(key)
     return tuple(parts)
+
+
+_KWARGS = "(keyword arguments follow)"  # a str: no positional argument's key is a bare str
+_PLAIN_TYPES = frozenset(PLAIN_VALUES)
 
 
 def _key(x):

@@ -284,8 +284,17 @@ def _attributes_key(module: nn.Module) -> tuple:
     for k, v in module.__dict__.items():
         if k in _TABLES or (from_transformers and k == "layer_idx"):
             continue
-        parts.append((k, type(v), _by_value(v) if _plain_value(v) else id(v)))
+        kind = type(v)
+        if kind in _AS_THEY_ARE:  # most attributes (a flag, a size, a name): what _by_value would give
+            parts.append((k, kind, v))
+        elif (kind is tuple or kind is list) and len(v) <= 64 and all(type(i) in _AS_THEY_ARE for i in v):
+            parts.append((k, kind, tuple(v)))  # a kernel size, a padding: as _by_value freezes them
+        else:
+            parts.append((k, kind, _by_value(v) if _plain_value(v) else id(v)))
     return tuple(parts)
+
+
+_AS_THEY_ARE = frozenset({int, bool, str, type(None)})  # plain values _by_value returns unchanged
 
 
 def _by_value(v):

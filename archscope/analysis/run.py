@@ -334,18 +334,20 @@ SMALL_INPUT = 2 ** 21  # input elements
 
 
 def _small_on_cpu(module: nn.Module, inputs: Inputs) -> bool:
-    tensors = list(tree.parameters(module)) + list(module.buffers())
-    if inputs.real or not inputs.shapes or _has_lazy_parameters(module) or \
-            any(t.device.type != "cpu" or t.is_quantized for t in tensors):
+    if inputs.real or not inputs.shapes:
         return False
-    batch = inputs.shapes[0][0] if inputs.shapes[0] else 1
-    elements = sum(math.prod(s) for s in inputs.shapes)
     # A conv reuses each weight at every position, so a conv net's real forward costs far more per
     # parameter (ResNet-50: 160 MACs each) than an RNN's or a transformer's, while its meta run (own
     # kernels for its ops, repeated blocks replayed) is as fast or faster for every conv net measured,
     # down to SqueezeNet and MobileNetV3-Small (benchmarks/bench_peers.py): a conv net runs on meta.
     if any(isinstance(m, nn.modules.conv._ConvNd) for m in tree.modules(module)):
         return False
+    tensors = list(tree.parameters(module)) + list(module.buffers())
+    if any(isinstance(t, nn.parameter.UninitializedParameter) or t.device.type != "cpu" or t.is_quantized
+           for t in tensors):
+        return False
+    batch = inputs.shapes[0][0] if inputs.shapes[0] else 1
+    elements = sum(math.prod(s) for s in inputs.shapes)
     return sum(t.numel() for t in tensors) * batch <= SMALL_ON_CPU and elements <= SMALL_INPUT
 
 
