@@ -4,10 +4,12 @@
 
 In process (transformers imported once beforehand, each model built and traced by ``trace``):
 a Llama-2-70B-shaped ``hf:llama`` with ``--layers`` layers against the same config with 2 layers,
-memoised (the default) and with ``memo=False``, medians of ``--repeats``, and ("prebuilt") the same
-memoised run of each model built once beforehand (transformers' own construction of 80 layers is
-not timed: only archscope's forward and its bookkeeping); it prints the deep model's time as a ratio
-of the shallow one's (the goal: within 2x) and checks that both ways give
+memoised (the default) and with ``memo=False``, and ("prebuilt") the same memoised run of each
+model built once beforehand (transformers' own construction of 80 layers is not timed: only
+archscope's forward and its bookkeeping). After one untimed warm-up each, the deep and the shallow
+model take turns for ``--repeats`` rounds, so load from elsewhere falls on both alike; it prints the
+best and median of each and the deep model's best as a ratio of the shallow one's best (the goal:
+within 2x), and checks that both ways give
 the same parameters and FLOPs (68,714,504,192 parameters at 80 layers). The same for ViT-B/16
 against a 2-layer ViT, torchvision's own model.
 
@@ -32,45 +34,52 @@ LLAMA_70B = dict(hidden_size=8192, intermediate_size=28672, num_attention_heads=
                  vocab_size=32000)
 
 
-def _median(fn, repeats: int):
-    times, result = [], None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
+def _interleaved(runs: dict, repeats: int) -> dict:
+    """name → (best, median) seconds of ``runs[name]()``: one untimed warm-up each (first-op costs are
+    not the block's), then ``repeats`` rounds of one run each, alternating, so that load from elsewhere
+    on the machine falls on the deep and the shallow model alike."""
+    times = {name: [] for name in runs}
+    for run in runs.values():
+        run()
+    for round_ in range(repeats):
+        order = list(runs) if round_ % 2 == 0 else list(reversed(runs))
+        for name in order:
+            started = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - started)
+    return {name: (min(t), statistics.median(t)) for name, t in times.items()}
 
 
 def _in_process(label: str, deep, shallow, repeats: int) -> None:
     from archscope.analysis.api import trace
 
-    figures = {}
+    figures, counts = {}, {}
     for memo in (True, False):
-        for name, spec in (("deep", deep), ("shallow", shallow)):
-            model, kwargs = spec
-            trace(model, memo=memo, **kwargs)  # warm: first-op costs are not the block's
-            seconds, t = _median(lambda: trace(model, memo=memo, **kwargs), repeats)  # noqa: B023
-            figures[(memo, name)] = (seconds, t.totals.params, t.totals.flops)
+        for name, (model, kwargs) in (("deep", deep), ("shallow", shallow)):
+            t = trace(model, memo=memo, **kwargs)
+            counts[(memo, name)] = (t.totals.params, t.totals.flops)
+        figures[memo] = _interleaved({name: (lambda model=model, kwargs=kwargs, memo=memo:
+                                             trace(model, memo=memo, **kwargs))
+                                      for name, (model, kwargs) in (("deep", deep), ("shallow", shallow))}, repeats)
     if isinstance(deep[0], str):  # a name: also the model built once beforehand, so the build is not timed
         from archscope.analysis.counter import FlopCounter
         from archscope.analysis.run import RunOptions, attempt
         from archscope.models import load_model
 
+        runs = {}
         for name, spec in (("deep", deep), ("shallow", shallow)):
             loaded = load_model(spec[0], device="meta", **spec[1])
-            run = lambda loaded=loaded: attempt(loaded, loaded.default_input, RunOptions(), FlopCounter())  # noqa: E731
-            run()
-            figures[(None, name)] = (_median(run, repeats)[0],)
-    same = figures[(True, "deep")][1:] == figures[(False, "deep")][1:]
-    print(f"{label}: {figures[(True, 'deep')][1]:,} parameters, {figures[(True, 'deep')][2]:,} FLOPs; "
+            runs[name] = lambda loaded=loaded: attempt(loaded, loaded.default_input, RunOptions(), FlopCounter())
+        figures[None] = _interleaved(runs, repeats)
+    same = counts[(True, "deep")] == counts[(False, "deep")] and counts[(True, "shallow")] == counts[(False, "shallow")]
+    print(f"{label}: {counts[(True, 'deep')][0]:,} parameters, {counts[(True, 'deep')][1]:,} FLOPs; "
           f"the same memoised and not: {'yes' if same else 'NO'}")
-    for memo in (True, False, None):
-        if (memo, "deep") not in figures:
-            continue
-        deep_s, shallow_s = figures[(memo, "deep")][0], figures[(memo, "shallow")][0]
+    print(f"  {'':<11} {'deep best / median':>22} {'shallow best / median':>24}   deep / shallow (best rounds)")
+    for memo, times in figures.items():
+        (deep_best, deep_median), (shallow_best, shallow_median) = times["deep"], times["shallow"]
         label = {True: "memoised", False: "memo=False", None: "prebuilt"}[memo]
-        print(f"  {label:<11} deep {deep_s * 1e3:7.1f} ms   shallow {shallow_s * 1e3:6.1f} ms"
-              f"   deep / shallow {deep_s / shallow_s:5.1f}x (goal 2x)")
+        print(f"  {label:<11} {deep_best * 1e3:10.1f} / {deep_median * 1e3:6.1f} ms {shallow_best * 1e3:11.1f} / "
+              f"{shallow_median * 1e3:6.1f} ms   {deep_best / shallow_best:5.1f}x (goal 2x)")
 
 
 def _wall(cmd) -> float:

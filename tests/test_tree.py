@@ -18,6 +18,10 @@ def _shared_and_holes():
     model.add_module("head", head)
     model.register_parameter("own", nn.Parameter(torch.ones(3)))
     model[0].register_parameter("none", None)
+    model.add_module("norm", nn.BatchNorm1d(4))
+    model.register_buffer("scale", torch.ones(2))
+    model[0].register_buffer("scale_too", model.scale)  # one buffer under two names: listed once
+    model[0].register_buffer("empty", None)
     return model
 
 
@@ -49,6 +53,8 @@ def test_the_walk_is_pytorchs(name):
     assert [id(m) for m in tree.modules(model)] == [id(m) for m in model.modules()]
     assert [(n, id(p)) for n, p in tree.named_parameters(model)] == [(n, id(p)) for n, p in model.named_parameters()]
     assert [id(p) for p in tree.parameters(model)] == [id(p) for p in model.parameters()]
+    assert [(n, id(b)) for n, b in tree.named_buffers(model)] == [(n, id(b)) for n, b in model.named_buffers()]
+    assert [id(b) for b in tree.buffers(model)] == [id(b) for b in model.buffers()]
 
 
 def test_a_module_with_its_own_walk_is_walked_by_it():

@@ -40,9 +40,15 @@ from archscope.models import tree
 from archscope.models.build import MODULE_TABLES
 
 _TABLES = set(MODULE_TABLES) | {"forward"}  # not a module's own attributes (forward: the wrapper put there)
-_HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-                "_forward_hooks_with_kwargs")
 _REFUSED = object()
+
+
+def _has_hooks(own: dict) -> bool:
+    """A hook table of a module's own non-empty (a user's hook: the block is not memoised), from its
+    ``__dict__``, spelt out: this runs once per module."""
+    get = own.get
+    return bool(get("_forward_hooks") or get("_forward_pre_hooks") or get("_backward_hooks")
+                or get("_backward_pre_hooks") or get("_forward_hooks_with_kwargs"))
 
 
 _PYTHON_KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.Python) | \
@@ -117,7 +123,7 @@ class BlockMemo:
             return known
         key = None
         own = module.__dict__
-        if not any(own.get(table) for table in _HOOK_TABLES):
+        if not _has_hooks(own):
             kids = []
             for name, child in module._modules.items():
                 child_key = None if child is None else self._key_of(child)

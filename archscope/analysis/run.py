@@ -342,7 +342,7 @@ def _small_on_cpu(module: nn.Module, inputs: Inputs) -> bool:
     # down to SqueezeNet and MobileNetV3-Small (benchmarks/bench_peers.py): a conv net runs on meta.
     if any(isinstance(m, nn.modules.conv._ConvNd) for m in tree.modules(module)):
         return False
-    tensors = list(tree.parameters(module)) + list(module.buffers())
+    tensors = list(tree.parameters(module)) + tree.buffers(module)
     if any(isinstance(t, nn.parameter.UninitializedParameter) or t.device.type != "cpu" or t.is_quantized
            for t in tensors):
         return False
@@ -407,7 +407,7 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
             if stand_ins is not None:
                 out = torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
             elif shared:
-                buffers = {n: b.clone() for n, b in model.named_buffers()}
+                buffers = {n: b.clone() for n, b in tree.named_buffers(model)}
                 out = torch.func.functional_call(model, buffers, args, kwargs, tie_weights=True, strict=False)
             else:
                 out = model(*args, **kwargs)
@@ -446,4 +446,4 @@ def _backward(out, recorder: Recorder, counter: Optional[FlopCounter]) -> None:
 def _named_tensors(model: nn.Module):
     # Tied tensors appear once; functional_call(tie_weights=True) maps them to every use.
     yield from tree.named_parameters(model)
-    yield from model.named_buffers()
+    yield from tree.named_buffers(model)

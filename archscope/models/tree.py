@@ -4,20 +4,23 @@
 yields passes up through one generator frame per level above it: an 80-layer Llama (1,046 modules,
 five levels deep) costs about 3 ms a walk, and one trace walks the model a dozen times (hooks,
 modes, memoisation, rows, parameter counts). These walks visit the same modules in the same
-order with the same names and the same de-duplication, from one loop; ``parameters()`` and
-``named_parameters()`` on top of them. Where a module's class has its own ``named_modules`` (or
+order with the same names and the same de-duplication, from one loop; ``parameters()``,
+``named_parameters()``, ``buffers()`` and ``named_buffers()`` on top of them. Where a module's class has its own ``named_modules`` (or
 the root its own parameter walk), PyTorch's is called instead, so an override still decides.
 """
 from __future__ import annotations
 
 from typing import Iterator, List, Tuple
 
+import torch
 from torch import nn
 
 _NAMED_MODULES = nn.Module.named_modules
 _NAMED_PARAMETERS = nn.Module.named_parameters
 _NAMED_MEMBERS = nn.Module._named_members
 _PARAMETERS = nn.Module.parameters
+_NAMED_BUFFERS = nn.Module.named_buffers
+_BUFFERS = nn.Module.buffers
 
 
 class _Overridden(Exception):
@@ -51,6 +54,28 @@ def named_parameters(model: nn.Module) -> List[Tuple[str, nn.Parameter]]:
             seen.add(id(p))
             found.append((f"{prefix}.{name}" if prefix else name, p))
     return found
+
+
+def named_buffers(model: nn.Module) -> List[Tuple[str, torch.Tensor]]:
+    """``list(model.named_buffers())``: each buffer once, under its first name."""
+    kind = type(model)
+    if kind.named_buffers is not _NAMED_BUFFERS or kind._named_members is not _NAMED_MEMBERS:
+        return list(model.named_buffers())
+    found, seen = [], set()
+    for prefix, module in named_modules(model):
+        for name, b in module._buffers.items():
+            if b is None or id(b) in seen:
+                continue
+            seen.add(id(b))
+            found.append((f"{prefix}.{name}" if prefix else name, b))
+    return found
+
+
+def buffers(model: nn.Module) -> List[torch.Tensor]:
+    """``list(model.buffers())``."""
+    if type(model).buffers is not _BUFFERS:
+        return list(model.buffers())
+    return [b for _, b in named_buffers(model)]
 
 
 def parameters(model: nn.Module) -> Iterator[nn.Parameter]:
