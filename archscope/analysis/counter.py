@@ -355,6 +355,7 @@ class FlopCounter(DispatchMode):
         self.forward_by_key: Dict[Hashable, int] = self.by_key  # the forward's table while backward counts
         self.forward_total = 0
         self._formulas: Dict[Any, Any] = {}  # op overload → formula, for this counter's run
+        self._decomposable: Dict[Any, bool] = {}  # op overload → whether it has a decomposition
         self.data_dependent = False  # an op read a tensor's values (.item(), nonzero...): the input's values mattered
         self.routed = False  # a grouped matmul ran: tokens went through experts a router chose (mixture of experts)
         self._outputs: Dict[Any, Any] = {}  # meta op signature → its outputs' metadata (see _run)
@@ -368,7 +369,7 @@ class FlopCounter(DispatchMode):
             refuse_mixed_dtypes(func, args)
         if func._overloadpacket in _READS_VALUES:
             self.data_dependent = True
-        if self._formula(func) is _UNCOUNTED and not _has_nested(args):
+        if self._formula(func) is _UNCOUNTED and self._decomposes(func) and not _has_nested(args):
             with self:  # no formula: count what it decomposes into, when it has a decomposition
                 decomposed = func.decompose(*args, **kwargs)
             if decomposed is not NotImplemented:
@@ -429,6 +430,17 @@ class FlopCounter(DispatchMode):
         if formula is None:
             formula = self._formulas[func] = self._formula_for(func)
         return formula
+
+    def _decomposes(self, func) -> bool:
+        """Whether ``func.decompose`` would find a decomposition (the test it makes itself), asked once per
+        op per counter: most ops without a formula have none, and re-entering the mode to learn that
+        costs a mode push and pop per op."""
+        known = self._decomposable.get(func)
+        if known is None:
+            implicit = torch._C.DispatchKey.CompositeImplicitAutograd
+            known = self._decomposable[func] = implicit in func.py_kernels or \
+                torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), implicit)
+        return known
 
     def _flops(self, func, args, kwargs, out) -> int:
         formula = self._formula(func)

@@ -33,6 +33,14 @@ aten = torch.ops.aten
 # whose Python meta kernels cost more than their CPU kernels (the encoder of bench_peers.py: 5 ms
 # on the CPU, 9 with its matmuls on meta).
 HEAVY = {aten.mkldnn_rnn_layer.default}
+RUNS_HEAVY = (torch.nn.RNNBase,)  # the modules whose forward runs them (LSTM, GRU, RNN)
+
+
+def may_run_heavy(modules) -> bool:
+    """Whether a model holds a module that runs a ``HEAVY`` kernel. Without one the mode would only
+    add its cost to every op (a fifth of a small transformer's trace); a model that calls such a
+    kernel through a function of its own runs it for real, which changes no number."""
+    return any(isinstance(m, RUNS_HEAVY) for m in modules)
 
 
 class RealValueNeeded(RuntimeError):

@@ -53,6 +53,8 @@ def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_labe
 
     # Every structural path, shared modules included under each of their names.
     modules: Dict[str, nn.Module] = dict(tree.named_modules(model, remove_duplicate=False))
+    # Packed weights are looked for row by row only where some module may hold them (one test per module).
+    packs = any(_may_pack(m) for m in modules.values())
     kids: Dict[str, List[str]] = {name: [] for name in modules}
     for name in modules:
         if name:
@@ -97,7 +99,7 @@ def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_labe
         module = modules[name]
         is_row = _depth(name) == depth or (not kids[name] and (name != "" or not rows))
         if is_row:
-            params, trainable = count(list(tree.parameters(module)) + packed_weights(module))
+            params, trainable = count(list(tree.parameters(module)) + (packed_weights(module) if packs else []))
             calls = rec.calls.get(name, 0)
             kind, inp, out = "module", rec.inputs.get(name), rec.outputs.get(name)
             last = None
@@ -118,7 +120,8 @@ def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_labe
         # What this parent did outside its children: its own forward's ops, its own parameters.
         own_flops = flops_by_path.get(name, 0)
         own_train = train(name, own=True)
-        params, trainable = count(list(module.parameters(recurse=False)) + packed_weights(module, recurse=False))
+        params, trainable = count(list(module.parameters(recurse=False)) +
+                                  (packed_weights(module, recurse=False) if packs else []))
         if own_flops or params or own_train or elsewhere(name):
             rows.append(LayerRow(
                 name=f"{name or root_label} (self)", type=type(module).__name__, depth=_depth(name),

@@ -18,6 +18,7 @@ from torch import nn
 
 from archscope.analysis.counter import FlopCounter
 from archscope.analysis.flow import Flow
+from archscope.analysis.heavy_on_meta import may_run_heavy
 from archscope.analysis.hooks import Recorder
 from archscope.analysis.known_values import KnownValues
 from archscope.analysis.memo import BlockMemo, without_kv_cache
@@ -144,10 +145,11 @@ def _small_on_cpu_first(plan: _Plan) -> Optional[Attempt]:
     if not (options.prefer_cpu and plan.loaded.passed_in and not options.train and options.dtype is None
             and _small_on_cpu(plan.module, plan.inputs)):
         return None
-    # Its matmuls on meta first (heavy_on_meta.py): a failure there (a value from meta read, a real
+    # Its fused RNN layers on meta first (heavy_on_meta.py): a failure there (a value from meta read, a real
     # tensor written from one) is not the model's, so the plain real run answers for it.
-    run = plan.run(lambda: plan.module, "cpu", None, shared=True, heavy_on_meta=_heavy_on_meta_allowed(options))
-    if run.error is not None and _heavy_on_meta_allowed(options):
+    heavy = _heavy_on_meta_allowed(options) and may_run_heavy(tree.modules(plan.module))
+    run = plan.run(lambda: plan.module, "cpu", None, shared=True, heavy_on_meta=heavy)
+    if run.error is not None and heavy:
         plan.fresh_counter()
         run = plan.run(lambda: plan.module, "cpu", None, shared=True)
     if run.error is None:
