@@ -209,3 +209,44 @@ def test_cat(shapes, dim, dtype, layout):
     tensors = [_tensor(tuple(s), dtype, layout if i == 0 else "contiguous") for i, s in enumerate(shapes)]
     _compare(aten.cat.default, (tensors, dim))
 
+
+
+@_SETTINGS
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=3), n=st.integers(1, 3), dim=st.integers(-4, 3),
+       dtype=_FLOATS, layout=_LAYOUTS, other=st.booleans())
+def test_stack(shape, n, dim, dtype, layout, other):
+    tensors = [_tensor(tuple(shape), dtype, layout if i == 0 else "contiguous") for i in range(n)]
+    if other and n > 1:  # a tensor of another shape: PyTorch refuses, the kernel must decline
+        tensors[-1] = _tensor(tuple(shape) + (2,), dtype)
+    _compare(aten.stack.default, (tensors, dim))
+
+
+@_SETTINGS
+@given(steps=st.integers(1, 5), batch=st.integers(1, 3), features=st.integers(1, 6), hidden=st.integers(1, 6),
+       batch_first=st.booleans(), dtype=_FLOATS, layout=_LAYOUTS)
+def test_mkldnn_rnn_layer(steps, batch, features, hidden, batch_first, dtype, layout):
+    x = _tensor((batch, steps, features) if batch_first else (steps, batch, features), dtype, layout)
+    w_ih, w_hh = _tensor((4 * hidden, features), dtype), _tensor((4 * hidden, hidden), dtype)
+    b_ih, b_hh = _tensor((4 * hidden,), dtype), _tensor((4 * hidden,), dtype)
+    hx, cx = _tensor((batch, hidden), dtype), _tensor((batch, hidden), dtype)
+    _compare(aten.mkldnn_rnn_layer.default, (x, w_ih, w_hh, b_ih, b_hh, hx, cx, False, [], 2, hidden, 1, True, False,
+                                             batch_first, False))
+
+
+def test_a_real_lstm_layer_on_meta_matches_pytorch():
+    """The arguments an nn.LSTM really passes (heavy_on_meta.py sends them to meta) take the fast kernel."""
+    from archscope.analysis.heavy_on_meta import HeavyOnMeta
+
+    seen = []
+
+    class Spy(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is aten.mkldnn_rnn_layer.default:
+                metas = [torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device="meta")
+                         if isinstance(a, torch.Tensor) else a for a in args]
+                seen.append(_compare(func, tuple(metas), kwargs))
+            return func(*args, **(kwargs or {}))
+
+    with torch.no_grad(), HeavyOnMeta(), Spy():
+        torch.nn.LSTM(8, 16, 2, batch_first=True)(torch.zeros(3, 5, 8))
+    assert seen == [True, True]

@@ -5,7 +5,7 @@ On the meta device most ops run a Python meta kernel or reference (``torch._meta
 ``torch._check`` of a process imports SymPy through ``torch.fx.experimental.symbolic_shapes``:
 0.4 s of a command that has nothing symbolic. For the common case (plain meta tensors, dense and
 row-major, floating dtypes, arguments that PyTorch accepts) the output's metadata is simple
-arithmetic, done here.
+arithmetic, done here (and for the fused RNN layer a small CPU model sends to meta).
 
 Each kernel takes the op's own arguments and returns what PyTorch's meta kernel returns (the same
 shapes, strides and dtypes; ``tests/test_fast_meta.py`` compares them on generated cases), or
@@ -324,6 +324,35 @@ def _cat(tensors, dim=0):
     return _empty(shape, first.dtype)
 
 
+def _stack(tensors, dim=0):
+    # A row-major stack of same-shaped tensors is row-major (PyTorch's reference: a cat of unsqueezes).
+    if not isinstance(tensors, (list, tuple)) or not tensors or type(dim) is not int:
+        return None
+    first = tensors[0]
+    if not all(_dense(t) for t in tensors) or any(t.shape != first.shape or t.dtype != first.dtype for t in tensors):
+        return None
+    n = first.dim() + 1
+    if not -n <= dim < n:
+        return None
+    shape = list(first.shape)
+    shape.insert(dim % n, len(tensors))
+    if math.prod(shape) == 0:
+        return None
+    return _empty(shape, first.dtype)
+
+
+def _mkldnn_rnn_layer(x, w0, w1, w2, w3, hx, cx, reverse, batch_sizes, mode, hidden_size, num_layers, has_biases,
+                      bidirectional, batch_first, train):
+    # One fused RNN layer of an LSTM on CPU (heavy_on_meta.py sends it here): the output over every step,
+    # the last hidden and cell states, and an empty workspace, as PyTorch's meta kernel makes them.
+    if not (_dense(x) and x.dim() == 3 and type(hidden_size) is int and all(_dense(h) for h in (hx, cx))):
+        return None
+    steps, batch = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
+    out = [batch, steps, hidden_size] if batch_first else [steps, batch, hidden_size]
+    return (_empty(out, x.dtype), _empty(hx.shape, hx.dtype), _empty(cx.shape, cx.dtype),
+            torch.empty(0, dtype=torch.uint8, device=_META))
+
+
 # Activations, each also in place (torchvision's inplace=True: ReLU, Hardswish, ReLU6 as hardtanh_, SiLU).
 UNARY = ("relu", "sigmoid", "tanh", "gelu", "silu", "hardswish", "hardsigmoid", "hardtanh", "leaky_relu")
 
@@ -342,6 +371,8 @@ KERNELS: Dict[Any, Callable[..., Any]] = {
     aten._safe_softmax.default: _safe_softmax,
     aten.mean.dim: _mean_dim,
     aten.cat.default: _cat,
+    aten.stack.default: _stack,
+    aten.mkldnn_rnn_layer.default: _mkldnn_rnn_layer,
     **{getattr(aten, name).default: _unary for name in UNARY},
     **{getattr(aten, f"{name}_").default: _unary_in_place for name in UNARY},
     **{overload: _binary_in_place for overload in (aten.add_.Tensor, aten.sub_.Tensor, aten.mul_.Tensor,
