@@ -63,12 +63,24 @@ class HeavyOnMeta(DispatchMode):
         self._meta_of[id(t)] = (t, twin)
         return twin
 
+    def _all_meta(self, value):
+        """``tree_map(self._meta, value)`` for what ops take (tensors, and lists and tuples of them), in one
+        loop: pytree's flatten and unflatten cost more than the fused layer's meta kernel."""
+        kind = type(value)
+        if kind is tuple or kind is list:
+            return kind(self._all_meta(v) for v in value)
+        if isinstance(value, torch.Tensor):
+            return self._meta(value)
+        if isinstance(value, (tuple, list, dict)):  # a named tuple, a dict: as pytree takes them apart
+            return tree_map(self._meta, value)
+        return value
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in HEAVY or _any_meta(args) or _any_meta(kwargs.values()):
             if func._schema.is_mutable and _writes_a_real_tensor(func, args, kwargs):
                 raise RealValueNeeded(f"{func} would write a value computed on meta into a real tensor")
-            args, kwargs = tree_map(self._meta, args), tree_map(self._meta, kwargs)
+            args, kwargs = self._all_meta(args), {k: self._all_meta(v) for k, v in kwargs.items()}
             try:
                 out = fast_meta(func, args, kwargs)  # the common ops without PyTorch's Python meta kernels
                 return func(*args, **kwargs) if out is None else out
