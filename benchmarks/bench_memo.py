@@ -6,7 +6,7 @@ In process (transformers imported once beforehand, each model built and traced b
 a Llama-2-70B-shaped ``hf:llama`` with ``--layers`` layers against the same config with 2 layers,
 memoised (the default) and with ``memo=False``, and ("prebuilt") the same memoised run of each
 model built once beforehand (transformers' own construction of 80 layers is not timed: only
-archscope's forward and its bookkeeping). After one untimed warm-up each, the deep and the shallow
+archscope's forward and its bookkeeping, with the collector paused as ``trace`` pauses it). After one untimed warm-up each, the deep and the shallow
 model take turns for ``--repeats`` rounds, so load from elsewhere falls on both alike; it prints the
 best and median of each and the deep model's best as a ratio of the shallow one's best (the goal:
 within 2x), and checks that both ways give
@@ -50,6 +50,14 @@ def _interleaved(runs: dict, repeats: int) -> dict:
     return {name: (min(t), statistics.median(t)) for name, t in times.items()}
 
 
+def _paused(fn, *args):
+    """As ``trace`` runs its forward: with the cyclic collector waiting (archscope/gc_pause.py)."""
+    from archscope.gc_pause import gc_paused
+
+    with gc_paused():
+        return fn(*args)
+
+
 def _in_process(label: str, deep, shallow, repeats: int) -> None:
     from archscope.analysis.api import trace
 
@@ -69,7 +77,7 @@ def _in_process(label: str, deep, shallow, repeats: int) -> None:
         runs = {}
         for name, spec in (("deep", deep), ("shallow", shallow)):
             loaded = load_model(spec[0], device="meta", **spec[1])
-            runs[name] = lambda loaded=loaded: attempt(loaded, loaded.default_input, RunOptions(), FlopCounter())
+            runs[name] = lambda loaded=loaded: _paused(attempt, loaded, loaded.default_input, RunOptions(), FlopCounter())
         figures[None] = _interleaved(runs, repeats)
     same = counts[(True, "deep")] == counts[(False, "deep")] and counts[(True, "shallow")] == counts[(False, "shallow")]
     print(f"{label}: {counts[(True, 'deep')][0]:,} parameters, {counts[(True, 'deep')][1]:,} FLOPs; "
