@@ -43,31 +43,27 @@ def modules(model: nn.Module) -> List[nn.Module]:
 
 def named_parameters(model: nn.Module) -> List[Tuple[str, nn.Parameter]]:
     """``list(model.named_parameters())``: each parameter once, under its first name."""
-    kind = type(model)
-    if kind.named_parameters is not _NAMED_PARAMETERS or kind._named_members is not _NAMED_MEMBERS:
+    if type(model).named_parameters is not _NAMED_PARAMETERS or type(model)._named_members is not _NAMED_MEMBERS:
         return list(model.named_parameters())
-    found, seen = [], set()
-    for prefix, module in named_modules(model):
-        for name, p in module._parameters.items():
-            if p is None or id(p) in seen:
-                continue
-            seen.add(id(p))
-            found.append((f"{prefix}.{name}" if prefix else name, p))
-    return found
+    return _named_tensors(model, "_parameters")
 
 
 def named_buffers(model: nn.Module) -> List[Tuple[str, torch.Tensor]]:
     """``list(model.named_buffers())``: each buffer once, under its first name."""
-    kind = type(model)
-    if kind.named_buffers is not _NAMED_BUFFERS or kind._named_members is not _NAMED_MEMBERS:
+    if type(model).named_buffers is not _NAMED_BUFFERS or type(model)._named_members is not _NAMED_MEMBERS:
         return list(model.named_buffers())
+    return _named_tensors(model, "_buffers")
+
+
+def _named_tensors(model: nn.Module, table: str) -> List[Tuple[str, torch.Tensor]]:
+    """Each module's ``table`` (``_parameters`` or ``_buffers``) in walk order, a tensor once (by identity)."""
     found, seen = [], set()
     for prefix, module in named_modules(model):
-        for name, b in module._buffers.items():
-            if b is None or id(b) in seen:
+        for name, t in module.__dict__[table].items():
+            if t is None or id(t) in seen:
                 continue
-            seen.add(id(b))
-            found.append((f"{prefix}.{name}" if prefix else name, b))
+            seen.add(id(t))
+            found.append((f"{prefix}.{name}" if prefix else name, t))
     return found
 
 
