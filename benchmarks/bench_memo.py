@@ -4,14 +4,14 @@
 
 In process (transformers imported once beforehand, each model built and traced by ``trace``):
 a Llama-2-70B-shaped ``hf:llama`` with ``--layers`` layers against the same config with 2 layers,
-memoised (the default) and with ``memo=False``, and ("prebuilt") the same memoised run of each
-model built once beforehand (transformers' own construction of 80 layers is not timed: only
-archscope's forward and its bookkeeping, with the collector paused as ``trace`` pauses it). After one untimed warm-up each, the deep and the shallow
-model take turns for ``--repeats`` rounds, so load from elsewhere falls on both alike; it prints the
-best and median of each and the deep model's best as a ratio of the shallow one's best (the goal:
-within 2x), and checks that both ways give
-the same parameters and FLOPs (68,714,504,192 parameters at 80 layers). The same for ViT-B/16
-against a 2-layer ViT, torchvision's own model.
+memoised (the default) and with ``memo=False``, and ("prebuilt") the same memoised run of each of
+the two built once beforehand (transformers' own construction of 80 layers is not timed: only
+archscope's forward and its bookkeeping, with the collector paused as ``trace`` pauses it). After
+one untimed warm-up each, the deep and the shallow one take turns for ``--repeats`` rounds, so load
+from elsewhere falls on both alike; it prints the best and median of each and the deep one's best
+as a ratio of the shallow one's best (the goal: within 2x), and checks that both ways give the same
+parameters and FLOPs (68,714,504,192 parameters at 80 layers). The same for ViT-B/16 against a
+2-layer ViT, torchvision's own model.
 
 ``--shell`` also times ``archscope params hf:llama --arg num_hidden_layers=N ...`` in fresh
 processes against ``python -c "import torch, transformers"`` (the goal: within that + 0.5 s), and
