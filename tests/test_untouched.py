@@ -171,3 +171,38 @@ def test_the_stand_in_is_a_deep_copy_down_to_hook_handles_and_nested_state():
     copy_.pair[0].append(1)
     copy_.pair[1][1].append(3)
     assert model.pair == ([0], (1, [2])) and copy_.pair == ([0, 1], (1, [2, 3]))
+
+
+def test_a_module_with_its_own_state_protocol_is_copied_through_it():
+    """An LSTM has its own __getstate__/__setstate__ (its weight references are rebuilt, not copied): the
+    stand-in follows them as deepcopy does, its parameters the user's own."""
+    from archscope.models.build import stand_in
+
+    model = nn.Sequential(nn.LSTM(3, 4, 2))
+    copy_ = stand_in(model)
+    reference = copy.deepcopy(model)
+    lstm, mine = model[0], copy_[0]
+    assert mine is not lstm and set(vars(mine)) == set(vars(reference[0]))
+    assert [w is p for w, p in zip(mine._flat_weights, lstm._flat_weights)] == [True] * 8
+    assert [r() is w for r, w in zip(mine._flat_weight_refs, mine._flat_weights)] == [True] * 8
+    assert mine._flat_weights is not lstm._flat_weights and mine._all_weights == lstm._all_weights
+    x = torch.randn(5, 1, 3)
+    with torch.no_grad():
+        assert torch.equal(copy_(x)[0][0], model(x)[0][0])
+
+    class Odd(nn.Module):
+        """A state that is not a dict: deepcopy's own way is left to it."""
+
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+        def __getstate__(self):
+            return (dict(self.__dict__),)
+
+        def __setstate__(self, state):
+            self.__dict__.update(state[0])
+
+    odd = Odd()
+    copied = stand_in(odd)
+    assert copied is not odd and copied.fc is not odd.fc and copied.fc.weight is odd.fc.weight

@@ -59,7 +59,7 @@ def _named_tensors(model: nn.Module, table: str) -> List[Tuple[str, torch.Tensor
     """Each module's ``table`` (``_parameters`` or ``_buffers``) in walk order, a tensor once (by identity)."""
     found, seen = [], set()
     for prefix, module in named_modules(model):
-        for name, t in module.__dict__[table].items():
+        for name, t in getattr(module, table).items():  # a property on TorchScript modules, not in __dict__
             if t is None or id(t) in seen:
                 continue
             seen.add(id(t))
