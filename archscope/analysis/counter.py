@@ -520,6 +520,7 @@ class FlopCounter(DispatchMode):
 _CACHEABLE: Dict[Any, bool] = {}
 _ROUTING: set = set()  # grouped-matmul overloads seen (their formula is looked up before they count)
 PLAIN_VALUES = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format, torch.layout)
+PLAIN_TYPES = frozenset(PLAIN_VALUES)  # the same, for an exact-type test (no subclass)
 _PLAIN = PLAIN_VALUES  # arguments an op's signature keys by value
 
 
@@ -562,9 +563,9 @@ def _signature(func, args, kwargs):
             if value.device.type != "meta" or value.is_nested or value.layout is not torch.strided:
                 return None
             add((value.shape, value.stride(), value.storage_offset(), value.dtype))
-        elif kind in _PLAIN_TYPES:
+        elif kind in PLAIN_TYPES:
             add((kind, value))  # 1, 1.0 and True hash alike but promote differently
-        elif (kind is list or kind is tuple) and _PLAIN_TYPES.issuperset(map(type, value)):
+        elif (kind is list or kind is tuple) and PLAIN_TYPES.issuperset(map(type, value)):
             add((kind, tuple(value), tuple(map(type, value))))  # a stride, a padding: 3 items, unlike _key's
         else:
             key = _key(value)
@@ -581,7 +582,6 @@ def _signature(func, args, kwargs):
 
 
 _KWARGS = "(keyword arguments follow)"  # a str: no positional argument's key is a bare str
-_PLAIN_TYPES = frozenset(PLAIN_VALUES)
 
 
 def _key(x):

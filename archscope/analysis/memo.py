@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from archscope.analysis.counter import PLAIN_VALUES
+from archscope.analysis.counter import PLAIN_TYPES, PLAIN_VALUES
 from archscope.models import tree
 from archscope.models.build import MODULE_TABLES
 
@@ -317,13 +317,12 @@ def _by_value(v):
 
 
 _FROM_TRANSFORMERS: Dict[type, bool] = {}
-_PLAIN_TYPES = frozenset(PLAIN_VALUES)
 
 
 def _plain_value(v) -> bool:
     """A plain value, or a list, tuple or set of them (a conv's padding, a shape): keyed by value."""
     kind = type(v)  # the type, never v.__class__ (a config object's __getattribute__ costs a call)
-    if kind in _PLAIN_TYPES or issubclass(kind, PLAIN_VALUES):
+    if kind in PLAIN_TYPES or issubclass(kind, PLAIN_VALUES):
         return True
     return kind in (list, tuple, set, frozenset, torch.Size) and len(v) <= 64 and all(_plain_value(i) for i in v)
 

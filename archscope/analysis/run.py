@@ -408,8 +408,8 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
                         heavy_on_meta=heavy_on_meta and not meta):
             if stand_ins is not None:
                 out = torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
-            elif shared and tree.named_buffers(model):
-                buffers = {n: b.clone() for n, b in tree.named_buffers(model)}
+            elif shared and (own_buffers := tree.named_buffers(model)):
+                buffers = {n: b.clone() for n, b in own_buffers}
                 out = torch.func.functional_call(model, buffers, args, kwargs, tie_weights=True, strict=False)
             else:  # shared without buffers: its own parameters are all it has, and nothing swaps them
                 out = model(*args, **kwargs)
