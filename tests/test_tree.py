@@ -55,6 +55,10 @@ def test_the_walk_is_pytorchs(name):
     assert [id(p) for p in tree.parameters(model)] == [id(p) for p in model.parameters()]
     assert [(n, id(b)) for n, b in tree.named_buffers(model)] == [(n, id(b)) for n, b in model.named_buffers()]
     assert [id(b) for b in tree.buffers(model)] == [id(b) for b in model.buffers()]
+    walked = tree.named_modules(model)  # one walk handed to the table walks gives the same answers
+    assert [(n, id(p)) for n, p in tree.named_parameters(model, walked)] == \
+        [(n, id(p)) for n, p in model.named_parameters()]
+    assert [(n, id(b)) for n, b in tree.named_buffers(model, walked)] == [(n, id(b)) for n, b in model.named_buffers()]
 
 
 def test_a_module_with_its_own_walk_is_walked_by_it():

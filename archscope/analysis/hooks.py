@@ -31,7 +31,7 @@ class Recorder:
     keeps its first structural name."""
 
     def __init__(self, model: nn.Module, counter: Optional[FlopCounter] = None, tag_autograd: bool = False,
-                 fields: bool = False, listeners: Tuple[PathListener, ...] = ()):
+                 fields: bool = False, listeners: Tuple[PathListener, ...] = (), walked: Optional[tree.Walk] = None):
         self.root = model
         self.current: Optional[str] = None  # the call path whose work runs now (None: outside any module)
         self.listeners: List[PathListener] = ([counter] if counter is not None else []) + list(listeners)
@@ -45,7 +45,8 @@ class Recorder:
         self.tag_autograd = tag_autograd
         self.node_path: Dict[Any, str] = {}  # autograd node → the call path whose forward created it
         self._frontier: Dict[Any, tuple] = {}  # autograd node → the input nodes of the call that claimed it
-        walked = tree.named_modules(model)
+        if walked is None:
+            walked = tree.named_modules(model)
         self.names = {id(m): n for n, m in walked}
         self.calls: Dict[str, int] = {}
         self.inputs: Dict[str, Any] = {}

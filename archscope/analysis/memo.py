@@ -94,10 +94,12 @@ class BlockMemo:
     _interned: Dict[tuple, int] = field(default_factory=dict)  # a structure's full key → its number
     _wrapped: List[Tuple[nn.Module, Any]] = field(default_factory=list)
 
-    def install(self) -> "BlockMemo":
+    def install(self, walked: Optional[tree.Walk] = None) -> "BlockMemo":
+        """``walked``: ``tree.named_modules(root)``, when the caller has it already."""
         if _global_hooks():
             return self  # a user's global module hook sees every call: nothing may be skipped
-        candidates = [m for m in tree.modules(self.root) if m is not self.root and m._modules
+        modules = tree.modules(self.root) if walked is None else [m for _, m in walked]
+        candidates = [m for m in modules if m is not self.root and m._modules
                       and not isinstance(m, torch.jit.ScriptModule)]
         keys = [self._key_of(m) for m in candidates]
         twins = Counter(k for k in keys if k is not None)
@@ -414,7 +416,9 @@ def _state(module: nn.Module) -> tuple:
             if k in _TABLES:
                 continue
             kind = type(v)
-            if issubclass(kind, PLAIN_VALUES):
+            if kind in _AS_THEY_ARE:
+                own.append((k, kind, v))  # as it is: equal only to an equal value (no NaN among them)
+            elif issubclass(kind, PLAIN_VALUES):
                 own.append((k, kind, repr(v)))  # by repr: a NaN attribute equals itself
             elif issubclass(kind, (list, dict, set)):
                 own.append((k, id(v), len(v)))

@@ -26,7 +26,7 @@ A dispatch mode entered later sees an op first (it hands the op on to the one en
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, List, Optional
 
 import torch
 from torch import nn
@@ -52,10 +52,12 @@ class FastMeta(DispatchMode):
 
 
 @contextlib.contextmanager
-def running_mode(model: nn.Module, training: bool):
+def running_mode(model: nn.Module, training: bool, modules: Optional[List[nn.Module]] = None):
     """Run in train mode (dropout, BatchNorm batch statistics, auxiliary heads) or eval mode,
-    then restore every module's own training flag exactly."""
-    modules = tree.modules(model)
+    then restore every module's own training flag exactly. ``modules``: ``tree.modules(model)``,
+    when the caller has walked it already."""
+    if modules is None:
+        modules = tree.modules(model)
     modes = [(m, m.training) for m in modules]
     plain = all(type(m).__setattr__ is _SETATTR for m in modules)  # training is an attribute like any other
     if plain and all(type(m).train is _TRAIN for m in modules):
@@ -79,13 +81,14 @@ _SETATTR = nn.Module.__setattr__
 
 def mode_stack(model: nn.Module, *, train: bool, meta: bool, counter: Optional[Any] = None,
                observers: Iterable[Any] = (), saved_tensors: Optional[Any] = None,
-               known: Optional[Any] = None, heavy_on_meta: bool = False) -> contextlib.ExitStack:
+               known: Optional[Any] = None, heavy_on_meta: bool = False,
+               modules: Optional[List[nn.Module]] = None) -> contextlib.ExitStack:
     """The stack described above, entered; ``with mode_stack(...):`` runs the forward inside it.
     ``saved_tensors``: a ``(pack, unpack)`` pair for autograd's saved-tensor hooks; ``heavy_on_meta``:
     a real forward whose fused RNN layers run on meta (heavy_on_meta.py), nearest the kernels."""
     stack = contextlib.ExitStack()
     try:
-        stack.enter_context(running_mode(model, train))
+        stack.enter_context(running_mode(model, train, modules))
         stack.enter_context(torch.enable_grad() if train else torch.no_grad())
         stack.enter_context(library_warnings_silenced())
         if meta or heavy_on_meta:

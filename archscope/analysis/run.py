@@ -354,7 +354,12 @@ def _small_on_cpu(module: nn.Module, inputs: Inputs) -> bool:
 
 
 def _has_lazy_parameters(model: nn.Module) -> bool:
-    return any(isinstance(p, nn.parameter.UninitializedParameter) for p in tree.parameters(model))
+    # By the exact type first: isinstance against a Parameter class is a Python call (its metaclass's).
+    return any(type(p) is not _PARAMETER and isinstance(p, nn.parameter.UninitializedParameter)
+               for p in tree.parameters(model))
+
+
+_PARAMETER = nn.Parameter
 
 
 # --------------------------------------------------------------------------- one hooked forward
@@ -373,12 +378,13 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
     recorder rides on the exception as ``__archscope_recorder__`` (the diagnosis reads its stack).
     ``memo``: repeated blocks are replayed (memo.py), where the run records nothing else per op;
     ``heavy_on_meta``: a real forward's matmuls and what follows from them run on meta (heavy_on_meta.py)."""
+    walked = tree.named_modules(model)  # one walk for the memo, the hooks, the modes and the stand-ins
     blocks = None
     if memo and device == "meta" and counter is not None and not (train or rf or scripted or listeners or
                                                                    counter.record_ops or flow_depth is not None):
-        blocks = BlockMemo(model, counter).install()  # before the recorder's hooks: only a user's refuse a block
+        blocks = BlockMemo(model, counter).install(walked)  # before the recorder's hooks: only a user's refuse a block
         kwargs = without_kv_cache(model, kwargs)
-    recorder = Recorder(model, counter, tag_autograd=train, fields=rf, listeners=tuple(listeners))
+    recorder = Recorder(model, counter, tag_autograd=train, fields=rf, listeners=tuple(listeners), walked=walked)
     if blocks is not None:
         blocks.recorder = recorder
     if scripted:
@@ -398,14 +404,14 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
         recorder.known = KnownValues(known)
     try:
         stand_ins = None
-        if meta and (train or dtype is not None or any(t.device.type != "meta" for _, t in _named_tensors(model))):
+        if meta and (train or dtype is not None or any(t.device.type != "meta" for _, t in _named_tensors(model, walked))):
             # Made before the modes are entered: they are archscope's tensors, not ops of the model's
             # (under the modes each would pass through every one of them: 15% of MobileNetV3's trace).
             stand_ins = {n: torch.empty_like(t, device="meta", dtype=dtype if dtype is not None and
                                              t.is_floating_point() else t.dtype).requires_grad_(t.requires_grad)
-                         for n, t in _named_tensors(model)}
+                         for n, t in _named_tensors(model, walked)}
         with mode_stack(model, train=train, meta=meta, counter=counter, observers=observers, known=recorder.known,
-                        heavy_on_meta=heavy_on_meta and not meta):
+                        heavy_on_meta=heavy_on_meta and not meta, modules=[m for _, m in walked]):
             if stand_ins is not None:
                 out = torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
             elif shared and (own_buffers := tree.named_buffers(model)):
@@ -445,7 +451,7 @@ def _backward(out, recorder: Recorder, counter: Optional[FlopCounter]) -> None:
         counter.end_backward()
 
 
-def _named_tensors(model: nn.Module):
+def _named_tensors(model: nn.Module, walked: tree.Walk):
     # Tied tensors appear once; functional_call(tie_weights=True) maps them to every use.
-    yield from tree.named_parameters(model)
-    yield from tree.named_buffers(model)
+    yield from tree.named_parameters(model, walked)
+    yield from tree.named_buffers(model, walked)

@@ -10,7 +10,7 @@ the root its own parameter walk), PyTorch's is called instead, so an override st
 """
 from __future__ import annotations
 
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -37,28 +37,49 @@ def named_modules(model: nn.Module, remove_duplicate: bool = True) -> List[Tuple
 
 
 def modules(model: nn.Module) -> List[nn.Module]:
-    """``list(model.modules())``."""
-    return [m for _, m in named_modules(model)]
+    """``list(model.modules())``: the walk of ``named_modules`` without making the names."""
+    found: List[nn.Module] = []
+    seen = set()
+    pending = [model]
+    try:
+        while pending:
+            module = pending.pop()
+            if type(module).named_modules is not _NAMED_MODULES:
+                raise _Overridden
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            found.append(module)
+            children = module._modules
+            if children:
+                pending.extend(child for child in reversed(children.values()) if child is not None)
+    except _Overridden:
+        return list(model.modules())
+    return found
 
 
-def named_parameters(model: nn.Module) -> List[Tuple[str, nn.Parameter]]:
-    """``list(model.named_parameters())``: each parameter once, under its first name."""
+Walk = List[Tuple[str, nn.Module]]  # what ``named_modules`` returns; one walk may serve several questions
+
+
+def named_parameters(model: nn.Module, walked: Optional[Walk] = None) -> List[Tuple[str, nn.Parameter]]:
+    """``list(model.named_parameters())``: each parameter once, under its first name. ``walked``:
+    ``named_modules(model)``, when the caller has it already."""
     if type(model).named_parameters is not _NAMED_PARAMETERS or type(model)._named_members is not _NAMED_MEMBERS:
         return list(model.named_parameters())
-    return _named_tensors(model, "_parameters")
+    return _named_tensors(model, "_parameters", walked)
 
 
-def named_buffers(model: nn.Module) -> List[Tuple[str, torch.Tensor]]:
+def named_buffers(model: nn.Module, walked: Optional[Walk] = None) -> List[Tuple[str, torch.Tensor]]:
     """``list(model.named_buffers())``: each buffer once, under its first name."""
     if type(model).named_buffers is not _NAMED_BUFFERS or type(model)._named_members is not _NAMED_MEMBERS:
         return list(model.named_buffers())
-    return _named_tensors(model, "_buffers")
+    return _named_tensors(model, "_buffers", walked)
 
 
-def _named_tensors(model: nn.Module, table: str) -> List[Tuple[str, torch.Tensor]]:
+def _named_tensors(model: nn.Module, table: str, walked: Optional[Walk]) -> List[Tuple[str, torch.Tensor]]:
     """Each module's ``table`` (``_parameters`` or ``_buffers``) in walk order, a tensor once (by identity)."""
     found, seen = [], set()
-    for prefix, module in named_modules(model):
+    for prefix, module in (named_modules(model) if walked is None else walked):
         for name, t in getattr(module, table).items():  # a property on TorchScript modules, not in __dict__
             if t is None or id(t) in seen:
                 continue
@@ -67,18 +88,31 @@ def _named_tensors(model: nn.Module, table: str) -> List[Tuple[str, torch.Tensor
     return found
 
 
+def _tensors(model: nn.Module, table: str) -> List[torch.Tensor]:
+    """``_named_tensors`` without the names (a name is a string made per tensor)."""
+    found, seen = [], set()
+    for module in modules(model):
+        for t in getattr(module, table).values():
+            if t is not None and id(t) not in seen:
+                seen.add(id(t))
+                found.append(t)
+    return found
+
+
 def buffers(model: nn.Module) -> List[torch.Tensor]:
     """``list(model.buffers())``."""
-    if type(model).buffers is not _BUFFERS:
+    if type(model).buffers is not _BUFFERS or type(model).named_buffers is not _NAMED_BUFFERS or \
+            type(model)._named_members is not _NAMED_MEMBERS:
         return list(model.buffers())
-    return [b for _, b in named_buffers(model)]
+    return _tensors(model, "_buffers")
 
 
 def parameters(model: nn.Module) -> Iterator[nn.Parameter]:
     """``model.parameters()``."""
-    if type(model).parameters is not _PARAMETERS:
+    if type(model).parameters is not _PARAMETERS or type(model).named_parameters is not _NAMED_PARAMETERS or \
+            type(model)._named_members is not _NAMED_MEMBERS:
         return iter(model.parameters())
-    return (p for _, p in named_parameters(model))
+    return iter(_tensors(model, "_parameters"))
 
 
 def _walk(model: nn.Module, remove_duplicate: bool) -> List[Tuple[str, nn.Module]]:
