@@ -213,3 +213,36 @@ def test_funnel_builds_its_base_model_where_automodel_fails():
         transformers.AutoModel.from_config(config)  # transformers' own Auto class, on the default config
     t = trace("hf:funnel", block_sizes=[1, 1], d_model=64, n_head=2, d_head=32, d_inner=128, vocab_size=100)
     assert t.totals.params == transformers.FunnelModel(config).num_parameters()
+
+
+def test_a_transformers_models_own_train_is_known_to_set_only_the_flags_and_a_lookalike_is_called():
+    from torch import nn
+
+    from archscope.analysis import modes
+
+    model = cpu_model("llama", **LLAMA).train()
+    model.layers[1].mlp.eval()
+    before = [m.training for m in model.modules()]
+    with modes.running_mode(model, False):
+        assert not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == before
+    assert modes._trains_plainly(model)
+    model._use_kernels = True  # then its train() recasts kernels: it must be called, not skipped
+    assert not modes._trains_plainly(model)
+
+    calls = []
+
+    class Lookalike(nn.Module):  # the same module and name, but its code reads another name
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+        def train(self, mode=True):
+            calls.append(mode)
+            return super().train(mode)
+
+    Lookalike.train.__module__, Lookalike.train.__qualname__ = "transformers.modeling_utils", "PreTrainedModel.train"
+    net = Lookalike()
+    with modes.running_mode(net, False):
+        assert not net.fc.training
+    assert calls == [False] and net.training and net.fc.training

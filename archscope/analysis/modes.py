@@ -60,7 +60,7 @@ def running_mode(model: nn.Module, training: bool, modules: Optional[List[nn.Mod
         modules = tree.modules(model)
     modes = [(m, m.training) for m in modules]
     plain = all(type(m).__setattr__ is _SETATTR for m in modules)  # training is an attribute like any other
-    if plain and all(type(m).train is _TRAIN for m in modules):
+    if plain and all(type(m).train is _TRAIN or _trains_plainly(m) for m in modules):
         for m in modules:  # what Module.train does, without a Python call per module (1,046 in a Llama-2-70B)
             m.__dict__["training"] = training
     else:
@@ -77,6 +77,28 @@ def running_mode(model: nn.Module, training: bool, modules: Optional[List[nn.Mod
 
 _TRAIN = nn.Module.train
 _SETATTR = nn.Module.__setattr__
+
+# Libraries' overrides of train() that do exactly what Module.train does unless a condition holds:
+# transformers' PreTrainedModel.train (every model of theirs) recasts its hub kernels when
+# ``use_kernels`` is on. An override is known by its module, its name and every name its code reads,
+# so a later version that reads any other name is not known and is called as ever (its Module.train
+# walk of an 80-layer Llama: 7 ms, a fifth of archscope's own work on it).
+_PLAIN_UNLESS = {
+    ("transformers.modeling_utils", "PreTrainedModel.train",
+     ("training", "super", "train", "use_kernels", "set_use_kernels")): lambda m: not m.use_kernels,
+}
+_KNOWN: dict = {}  # a train function → its condition, or None when it is not a known one
+
+
+def _trains_plainly(module: nn.Module) -> bool:
+    """Whether ``module.train(flag)`` would do no more than set every training flag below it."""
+    train = type(module).train
+    if train not in _KNOWN:
+        code = getattr(train, "__code__", None)
+        _KNOWN[train] = None if code is None else _PLAIN_UNLESS.get(
+            (getattr(train, "__module__", None), getattr(train, "__qualname__", None), code.co_names))
+    plainly = _KNOWN[train]
+    return plainly is not None and plainly(module)
 
 
 def mode_stack(model: nn.Module, *, train: bool, meta: bool, counter: Optional[Any] = None,
