@@ -157,3 +157,24 @@ def test_a_block_with_a_users_hook_is_never_replayed():
     assert _replayed(model, (4, 8)) == 2  # blocks 0, 1 run, 2 and 4 replayed; 3 has a hook, so it runs
     assert calls == [1]  # the hook saw its block's call
     _both(model, (4, 8))
+
+
+class _ReachesIntoABlock(nn.Module):
+    """Its forward calls a layer inside its first block directly, as well as through the block."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(8, 8), nn.ReLU()) for _ in range(5))
+
+    def forward(self, x):
+        for b in self.blocks:
+            x = b(x)
+        return self.blocks[4][0](x)
+
+
+def test_a_layer_inside_a_replayed_block_called_from_outside_it_keeps_its_row():
+    t = _both(_ReachesIntoABlock(), (4, 8))
+    row = {r.name: r for r in t.rows}["blocks.4.0"]
+    assert row.calls == 2 and row.flops == 2 * 2 * 4 * 8 * 8  # two calls of a 4x8 @ 8x8 product
+    assert _replayed(_ReachesIntoABlock(), (4, 8)) == 0  # the forward ran again with every module hooked
+    assert _replayed(_Twins(lambda i: nn.Sequential(nn.Linear(8, 8), nn.ReLU())), (4, 8)) == 3

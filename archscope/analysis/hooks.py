@@ -1,7 +1,7 @@
 """Forward hooks that record every module call: call paths, shapes, the stack of running modules."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Protocol, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Set, Tuple
 
 import torch
 from torch import nn
@@ -31,7 +31,12 @@ class Recorder:
     keeps its first structural name."""
 
     def __init__(self, model: nn.Module, counter: Optional[FlopCounter] = None, tag_autograd: bool = False,
-                 fields: bool = False, listeners: Tuple[PathListener, ...] = (), walked: Optional[tree.Walk] = None):
+                 fields: bool = False, listeners: Tuple[PathListener, ...] = (), walked: Optional[tree.Walk] = None,
+                 deferred: Optional[Set[int]] = None):
+        """``deferred``: ids of modules hooked only when ``hook_below`` is called for a module above them
+        (those inside the blocks a memo may replay, which a replay never calls: 936 of an 80-layer
+        Llama's 1,045). Any call of one still waiting sets ``missed``: its call went unrecorded, and the
+        caller runs the forward again with every module hooked."""
         self.root = model
         self.current: Optional[str] = None  # the call path whose work runs now (None: outside any module)
         self.listeners: List[PathListener] = ([counter] if counter is not None else []) + list(listeners)
@@ -61,15 +66,42 @@ class Recorder:
         self._finished = 0  # calls completed so far, to order them
         self._handles = []
         self._ids: List[Tuple[nn.Module, int, int]] = []  # hooks put in a module's tables directly
+        self.missed = False  # a deferred module was called before it was hooked
+        self._waiting: Dict[int, nn.Module] = {}  # deferred modules not hooked yet
+        self._opened: Set[int] = set()  # modules whose tree hook_below has hooked
+        self._guard = None
         for _, module in walked:
-            if isinstance(module, torch.jit.ScriptModule):
-                continue  # TorchScript takes no Python hooks: its work is charged to the nearest Python caller
-            if _PLAIN_REGISTRATION and type(module).register_forward_pre_hook is _REGISTER_PRE and \
-                    type(module).register_forward_hook is _REGISTER_POST:
-                self._ids.append(_register(module, self._pre, self._post))
+            if deferred and id(module) in deferred:
+                self._waiting[id(module)] = module
             else:
-                self._handles.append(module.register_forward_pre_hook(self._pre, with_kwargs=True))
-                self._handles.append(module.register_forward_hook(self._post))
+                self._hook(module)
+        if self._waiting:
+            # Global, so it sees the call of any module, hooked or not; it only looks the module up.
+            self._guard = torch.nn.modules.module.register_module_forward_pre_hook(self._unhooked_call)
+
+    def _hook(self, module: nn.Module) -> None:
+        if isinstance(module, torch.jit.ScriptModule):
+            return  # TorchScript takes no Python hooks: its work is charged to the nearest Python caller
+        if _PLAIN_REGISTRATION and type(module).register_forward_pre_hook is _REGISTER_PRE and \
+                type(module).register_forward_hook is _REGISTER_POST:
+            self._ids.append(_register(module, self._pre, self._post))
+        else:
+            self._handles.append(module.register_forward_pre_hook(self._pre, with_kwargs=True))
+            self._handles.append(module.register_forward_hook(self._post))
+
+    def hook_below(self, module: nn.Module) -> None:
+        """Hook every deferred module in ``module``'s tree, before it runs for real."""
+        if not self._waiting or id(module) in self._opened:
+            return
+        self._opened.add(id(module))
+        waiting = self._waiting
+        for m in tree.modules(module):
+            if id(m) in waiting:
+                self._hook(waiting.pop(id(m)))
+
+    def _unhooked_call(self, module, args) -> None:
+        if id(module) in self._waiting:
+            self.missed = True
 
     def _path(self, module: nn.Module) -> str:
         if not self.stack:
@@ -174,6 +206,9 @@ class Recorder:
         return min(below, key=self.first_seen.__getitem__), max(below, key=self.last_seen.__getitem__)
 
     def remove(self):
+        if self._guard is not None:
+            self._guard.remove()
+            self._guard = None
         for h in self._handles:
             h.remove()
         self._handles.clear()

@@ -109,6 +109,22 @@ class BlockMemo:
                 self._wrap(module, key)
         return self
 
+    def inside(self, walked: tree.Walk) -> set:
+        """Ids of the modules reached only through watched blocks: a replay calls none of them, so their
+        hooks can wait until their block runs for real (``Recorder(deferred=...)``)."""
+        if not self._wrapped:
+            return set()
+        watched = {id(m) for m, _ in self._wrapped}
+        reached, pending = set(), [self.root]
+        while pending:  # the model's tree, without going into a watched block
+            module = pending.pop()
+            if id(module) in reached:
+                continue
+            reached.add(id(module))
+            if id(module) not in watched:
+                pending.extend(c for c in module._modules.values() if c is not None)
+        return {id(m) for _, m in walked if id(m) not in reached}
+
     def remove(self) -> None:
         for module, own in reversed(self._wrapped):
             if own is None:
@@ -162,18 +178,23 @@ class BlockMemo:
     def _call(self, module, bound, structure, args, kwargs):
         rec = self.recorder
         self.entered = True
-        if rec is None or not rec.stack or rec.stack[-1][1] is not module:
+        if rec is None:
+            return bound(*args, **kwargs)
+        if not rec.stack or rec.stack[-1][1] is not module:
+            rec.hook_below(module)
             return bound(*args, **kwargs)  # forward() called directly, not through the module's hooks
         inputs = _inputs_key((args, kwargs))
         if inputs is None or _knows_any(rec.known, _leaves((args, kwargs))):
+            rec.hook_below(module)
             return bound(*args, **kwargs)  # a value known on meta flows in: the block's run may depend on it
         key = (structure, inputs)
         entry = self._entries.get(key)
+        path = rec.stack[-1][0]
+        if entry is not None and entry is not _REFUSED and entry.verified:
+            return self._replay(entry, module, path, args, kwargs)
+        rec.hook_below(module)  # every run for real is recorded inside, as without the memo
         if entry is _REFUSED:
             return bound(*args, **kwargs)
-        path = rec.stack[-1][0]
-        if entry is not None and entry.verified:
-            return self._replay(entry, module, path, args, kwargs)
         out, recording = self._record(module, bound, path, args, kwargs)
         if recording is None:
             self._entries[key] = _REFUSED

@@ -284,10 +284,14 @@ def _run(get_module, inputs: Inputs, device: str, counter, note, options: RunOpt
                    heavy_on_meta=heavy_on_meta)
         try:
             out, rec = forward(module, args, kwargs, device, counter, memo=options.memo, **how)
+            if rec.missed:  # a module inside a watched block was called from outside it, unhooked
+                counter.__dict__.update(counter.fresh().__dict__)
+                out, rec = forward(module, args, kwargs, device, counter, memo=False, **how)
         except Exception as error:  # noqa: BLE001 - a memoised run fails only where the plain one does, or
             # where running without the key/value cache took another path: that run is made again plainly
             blocks = getattr(error, "__archscope_memo__", None)
-            if blocks is None or not blocks.entered:
+            missed = getattr(getattr(error, "__archscope_recorder__", None), "missed", False)
+            if blocks is None or not (blocks.entered or missed):
                 raise
             counter.__dict__.update(counter.fresh().__dict__)  # its partial counts are not kept
             out, rec = forward(module, args, kwargs, device, counter, memo=False, **how)
@@ -384,7 +388,8 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
                                                                    counter.record_ops or flow_depth is not None):
         blocks = BlockMemo(model, counter).install(walked)  # before the recorder's hooks: only a user's refuse a block
         kwargs = without_kv_cache(model, kwargs)
-    recorder = Recorder(model, counter, tag_autograd=train, fields=rf, listeners=tuple(listeners), walked=walked)
+    recorder = Recorder(model, counter, tag_autograd=train, fields=rf, listeners=tuple(listeners), walked=walked,
+                        deferred=blocks.inside(walked) if blocks is not None else None)
     if blocks is not None:
         blocks.recorder = recorder
     if scripted:
