@@ -178,3 +178,23 @@ def test_a_layer_inside_a_replayed_block_called_from_outside_it_keeps_its_row():
     assert row.calls == 2 and row.flops == 2 * 2 * 4 * 8 * 8  # two calls of a 4x8 @ 8x8 product
     assert _replayed(_ReachesIntoABlock(), (4, 8)) == 0  # the forward ran again with every module hooked
     assert _replayed(_Twins(lambda i: nn.Sequential(nn.Linear(8, 8), nn.ReLU())), (4, 8)) == 3
+
+
+class _SlotFlag(nn.Module):
+    """Keeps the flag its forward branches on in a slot, outside its ``__dict__``."""
+
+    __slots__ = ("twice",)
+
+    def __init__(self, i):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        object.__setattr__(self, "twice", i == 4)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return self.fc(y) if self.twice else y
+
+
+def test_a_block_that_branches_on_a_slot_is_keyed_by_it():
+    t = _both(_Twins(_SlotFlag, n=6), (4, 8))
+    assert t.totals.flops == 7 * 2 * 4 * 8 * 8  # six blocks, the fifth twice

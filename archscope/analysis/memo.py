@@ -27,7 +27,6 @@ counting FLOPs, no training step, receptive fields, dataflow or listeners (``run
 """
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
@@ -150,7 +149,8 @@ class BlockMemo:
                 kids.append((name, child_key))
             else:
                 try:
-                    extra = module.extra_repr()
+                    slots = tree.slot_names(type(module))
+                    extra = "" if not slots else (module.extra_repr(), _slots_key(module, slots))
                 except Exception:  # noqa: BLE001 - a repr that fails: not keyed
                     extra = None
                 if extra is not None:
@@ -168,9 +168,10 @@ class BlockMemo:
         own = module.__dict__.get("forward")  # an instance attribute of the user's (an accelerate hook), or None
         bound = own if own is not None else type(module).forward.__get__(module)
 
-        @functools.wraps(bound)
         def forward(*args, **kwargs):
             return self._call(module, bound, structure, args, kwargs)
+
+        forward.__wrapped__ = bound  # what functools.wraps would add that matters: inspect.signature follows it
 
         module.__dict__["forward"] = forward  # not Module.__setattr__: a function is no submodule or tensor
         self._wrapped.append((module, own))
@@ -321,6 +322,25 @@ def _attributes_key(module: nn.Module) -> tuple:
         else:
             parts.append((k, kind, _by_value(v) if _plain_value(v) else id(v)))
     return tuple(parts)
+
+
+def _slots_key(module: nn.Module, names: tuple) -> tuple:
+    """Slot values as ``_attributes_key`` keys attributes (an unset slot as the class of the error)."""
+    parts = []
+    for name in names:
+        try:
+            v = object.__getattribute__(module, name)
+        except AttributeError:
+            parts.append((name, AttributeError))
+            continue
+        parts.append((name, type(v), _by_value(v) if _plain_value(v) else id(v)))
+    return tuple(parts)
+
+
+# A module's repr is made of what its key already holds (its class, its attributes, tensors and
+# submodules, objects by identity, which is stricter than their repr), except for state kept in
+# ``__slots__``: only such a class has its repr and its slots keyed (the reprs of an 80-layer Llama's
+# 1,045 modules cost 2.3 ms).
 
 
 _AS_THEY_ARE = frozenset({int, bool, str, type(None)})  # plain values _by_value returns unchanged

@@ -409,7 +409,7 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
         recorder.known = KnownValues(known)
     try:
         stand_ins = None
-        if meta and (train or dtype is not None or any(t.device.type != "meta" for _, t in _named_tensors(model, walked))):
+        if meta and (train or dtype is not None or not all(t.is_meta for t in _tensors(model, walked))):
             # Made before the modes are entered: they are archscope's tensors, not ops of the model's
             # (under the modes each would pass through every one of them: 15% of MobileNetV3's trace).
             stand_ins = {n: torch.empty_like(t, device="meta", dtype=dtype if dtype is not None and
@@ -454,6 +454,11 @@ def _backward(out, recorder: Recorder, counter: Optional[FlopCounter]) -> None:
     loss.backward()
     if counter is not None:
         counter.end_backward()
+
+
+def _tensors(model: nn.Module, walked: tree.Walk):
+    yield from tree.parameters(model, walked)
+    yield from tree.buffers(model, walked)
 
 
 def _named_tensors(model: nn.Module, walked: tree.Walk):

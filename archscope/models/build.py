@@ -17,6 +17,7 @@ from torch.utils._device import DeviceContext, _device_constructors
 
 from archscope.dispatch import writes_first_in_place
 from archscope.errors import UsageError, first_line, is_meta_limitation
+from archscope.models import tree
 from archscope.quiet import library_warnings_silenced
 
 
@@ -169,9 +170,28 @@ def stand_in(module: nn.Module) -> nn.Module:
     params = {id(p): p for p in module.parameters(recurse=True) if id(p) not in lazy}
     try:
         copied = _deep_copy_of_modules(module, modules, {**params, **lazy}) if _plain_modules(modules) else None
-        return copied if copied is not None else copy.deepcopy(module, {**params, **lazy})
+        if copied is None:
+            memo = {**params, **lazy}
+            copied = copy.deepcopy(module, memo)
+            _copy_slots(modules, memo)
+        return copied
     except Exception:  # noqa: BLE001 - any refusal to be deep-copied: a structural copy instead
-        return _structural_copy(module, {})
+        copied = _structural_copy(module, {})
+        _copy_slots(modules, {id(m): c for m, c in zip(modules, dict.fromkeys(copied.modules()))})
+        return copied
+
+
+def _copy_slots(modules, copies: Dict[int, Any]) -> None:
+    """A module's ``__slots__`` into its copy's: nn.Module's ``__getstate__`` is its ``__dict__`` alone,
+    so ``copy.deepcopy`` of a model drops them, and its forward would fail where the model's own runs."""
+    for m in modules:
+        twin = copies.get(id(m))
+        for name in (tree.slot_names(type(m)) if twin is not None else ()):
+            try:
+                value = object.__getattribute__(m, name)
+            except AttributeError:
+                continue
+            object.__setattr__(twin, name, copy.deepcopy(value, copies))
 
 
 def _plain_modules(modules) -> bool:

@@ -88,10 +88,10 @@ def _named_tensors(model: nn.Module, table: str, walked: Optional[Walk]) -> List
     return found
 
 
-def _tensors(model: nn.Module, table: str) -> List[torch.Tensor]:
+def _tensors(model: nn.Module, table: str, walked: Optional[Walk] = None) -> List[torch.Tensor]:
     """``_named_tensors`` without the names (a name is a string made per tensor)."""
     found, seen = [], set()
-    for module in modules(model):
+    for module in (modules(model) if walked is None else [m for _, m in walked]):
         for t in getattr(module, table).values():
             if t is not None and id(t) not in seen:
                 seen.add(id(t))
@@ -99,20 +99,20 @@ def _tensors(model: nn.Module, table: str) -> List[torch.Tensor]:
     return found
 
 
-def buffers(model: nn.Module) -> List[torch.Tensor]:
-    """``list(model.buffers())``."""
+def buffers(model: nn.Module, walked: Optional[Walk] = None) -> List[torch.Tensor]:
+    """``list(model.buffers())``. ``walked``: ``named_modules(model)``, when the caller has it already."""
     if type(model).buffers is not _BUFFERS or type(model).named_buffers is not _NAMED_BUFFERS or \
             type(model)._named_members is not _NAMED_MEMBERS:
         return list(model.buffers())
-    return _tensors(model, "_buffers")
+    return _tensors(model, "_buffers", walked)
 
 
-def parameters(model: nn.Module) -> Iterator[nn.Parameter]:
+def parameters(model: nn.Module, walked: Optional[Walk] = None) -> Iterator[nn.Parameter]:
     """``model.parameters()``."""
     if type(model).parameters is not _PARAMETERS or type(model).named_parameters is not _NAMED_PARAMETERS or \
             type(model)._named_members is not _NAMED_MEMBERS:
         return iter(model.parameters())
-    return iter(_tensors(model, "_parameters"))
+    return iter(_tensors(model, "_parameters", walked))
 
 
 def _walk(model: nn.Module, remove_duplicate: bool) -> List[Tuple[str, nn.Module]]:
@@ -133,3 +133,18 @@ def _walk(model: nn.Module, remove_duplicate: bool) -> List[Tuple[str, nn.Module
             dot = f"{prefix}." if prefix else ""
             pending.extend((dot + name, child) for name, child in reversed(children.items()) if child is not None)
     return found
+
+
+def slot_names(kind: type) -> tuple:
+    """The ``__slots__`` of a class and its bases: state an instance keeps outside its ``__dict__``."""
+    known = _SLOTS.get(kind)
+    if known is None:
+        names = []
+        for c in kind.__mro__:
+            declared = vars(c).get("__slots__", ())
+            names.extend((declared,) if isinstance(declared, str) else declared)
+        known = _SLOTS[kind] = tuple(n for n in names if n not in ("__dict__", "__weakref__"))
+    return known
+
+
+_SLOTS: dict = {}
