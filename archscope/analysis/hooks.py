@@ -225,7 +225,7 @@ class Recorder:
                 return name
         # A descendant called by an ancestor (a decoder layer in a ModuleList, called by the model):
         # the ancestor's names of all its descendants, made once (80 layers: one walk, not 80).
-        below = self._descendants.get(id(parent))
+        below = self.names if parent is self.root else self._descendants.get(id(parent))  # the root's: walked
         if below is None:
             below = self._descendants[id(parent)] = {}
             for name, module in tree.named_modules(parent):

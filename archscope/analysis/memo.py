@@ -255,11 +255,21 @@ class BlockMemo:
             inner = self._trees[id(module)] = dict(tree.named_modules(module, remove_duplicate=False))
         return inner
 
+    def _below(self, module: nn.Module, rel: str) -> nn.Module:
+        """The module at a relative path below a block: through the tables, as the path was made (a
+        replayed block is walked no more: each is replayed once, and its walk cost more than its replay)."""
+        found = module
+        for name in rel.split("."):
+            found = found._modules.get(name)
+            if found is None:
+                return self._inner(module)[rel]  # a class that names its modules its own way
+        return found
+
     def _replay(self, entry: _Recording, module, path: str, args, kwargs):
         rec, counter = self.recorder, self.counter
         prefix = f"{path}." if path else ""
-        inner = self._inner(module)
-        rec.replay([(prefix + rel, inner[rel], shape_in, shape_out) for rel, shape_in, shape_out in entry.events])
+        rec.replay([(prefix + rel, self._below(module, rel), shape_in, shape_out)
+                    for rel, shape_in, shape_out in entry.events])
         for rel, v in entry.flops.items():
             k = prefix + rel if rel else path
             counter.by_key[k] = counter.by_key.get(k, 0) + v

@@ -359,8 +359,10 @@ def _small_on_cpu(module: nn.Module, inputs: Inputs) -> bool:
 
 def _has_lazy_parameters(model: nn.Module) -> bool:
     # By the exact type first: isinstance against a Parameter class is a Python call (its metaclass's).
-    return any(type(p) is not _PARAMETER and isinstance(p, nn.parameter.UninitializedParameter)
-               for p in tree.parameters(model))
+    # From the tables, without a set of the tensors seen (any() needs none).
+    lazy = nn.parameter.UninitializedParameter
+    return any(type(p) is not _PARAMETER and p is not None and isinstance(p, lazy)
+               for m in tree.modules(model) for p in m._parameters.values())
 
 
 _PARAMETER = nn.Parameter
@@ -409,7 +411,7 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
         recorder.known = KnownValues(known)
     try:
         stand_ins = None
-        if meta and (train or dtype is not None or not all(t.is_meta for t in _tensors(model, walked))):
+        if meta and (train or dtype is not None or not _all_on_meta(walked)):
             # Made before the modes are entered: they are archscope's tensors, not ops of the model's
             # (under the modes each would pass through every one of them: 15% of MobileNetV3's trace).
             stand_ins = {n: torch.empty_like(t, device="meta", dtype=dtype if dtype is not None and
@@ -456,9 +458,15 @@ def _backward(out, recorder: Recorder, counter: Optional[FlopCounter]) -> None:
         counter.end_backward()
 
 
-def _tensors(model: nn.Module, walked: tree.Walk):
-    yield from tree.parameters(model, walked)
-    yield from tree.buffers(model, walked)
+def _all_on_meta(walked: tree.Walk) -> bool:
+    """Every tensor each module holds is on meta (read from the tables: a tensor held twice is looked
+    at twice, which costs less than keeping a set of them)."""
+    for _, m in walked:
+        for table in (m._parameters, m._buffers):
+            for t in table.values():
+                if t is not None and not t.is_meta:
+                    return False
+    return True
 
 
 def _named_tensors(model: nn.Module, walked: tree.Walk):
