@@ -184,19 +184,20 @@ class BlockMemo:
         if not rec.stack or rec.stack[-1][1] is not module:
             rec.hook_below(module)
             return bound(*args, **kwargs)  # forward() called directly, not through the module's hooks
-        inputs = _inputs_key((args, kwargs))
-        if inputs is None or _knows_any(rec.known, _leaves((args, kwargs))):
+        leaves: List[torch.Tensor] = []
+        inputs = _inputs_key((args, kwargs), leaves)
+        if inputs is None or _knows_any(rec.known, leaves):
             rec.hook_below(module)
             return bound(*args, **kwargs)  # a value known on meta flows in: the block's run may depend on it
         key = (structure, inputs)
         entry = self._entries.get(key)
         path = rec.stack[-1][0]
         if entry is not None and entry is not _REFUSED and entry.verified:
-            return self._replay(entry, module, path, args, kwargs)
+            return self._replay(entry, module, path, leaves)
         rec.hook_below(module)  # every run for real is recorded inside, as without the memo
         if entry is _REFUSED:
             return bound(*args, **kwargs)
-        out, recording = self._record(module, bound, path, args, kwargs)
+        out, recording = self._record(module, bound, path, args, kwargs, leaves)
         if recording is None:
             self._entries[key] = _REFUSED
         elif entry is None:
@@ -207,7 +208,7 @@ class BlockMemo:
             self._entries[key] = _REFUSED
         return out
 
-    def _record(self, module, bound, path: str, args, kwargs):
+    def _record(self, module, bound, path: str, args, kwargs, leaves: List[torch.Tensor]):
         rec, counter = self.recorder, self.counter
         outer_flops, outer_journal = counter.by_key, rec.journal
         total, uncounted, read, routed = counter.total, Counter(counter.uncounted), counter.data_dependent, counter.routed
@@ -241,7 +242,7 @@ class BlockMemo:
                 relative[k[len(prefix):]] = v
             else:
                 return out, None
-        described = _describe(out, _leaves((args, kwargs)))
+        described = _describe(out, leaves)
         if described is None:
             return out, None
         return out, _Recording(events, relative, counter.total - total, Counter(counter.uncounted) - uncounted,
@@ -265,7 +266,7 @@ class BlockMemo:
                 return self._inner(module)[rel]  # a class that names its modules its own way
         return found
 
-    def _replay(self, entry: _Recording, module, path: str, args, kwargs):
+    def _replay(self, entry: _Recording, module, path: str, leaves: List[torch.Tensor]):
         rec, counter = self.recorder, self.counter
         prefix = f"{path}." if path else ""
         rec.replay([(prefix + rel, self._below(module, rel), shape_in, shape_out)
@@ -281,7 +282,7 @@ class BlockMemo:
         # Beneath the modes: in the recorded run the block's own ops made its output and were counted
         # there; the empty tensors made here are archscope's, no op of the model's.
         with _no_modes():
-            return _remake(entry.output, _leaves((args, kwargs)))
+            return _remake(entry.output, leaves)
 
 
 def without_kv_cache(model: nn.Module, kwargs: dict) -> dict:
@@ -386,26 +387,39 @@ def _tensors_key(table) -> tuple:
     return tuple((name, None) if t is None else (name, t.shape, t.dtype, t.requires_grad) for name, t in table.items())
 
 
-def _inputs_key(x):
+def _inputs_key(x, leaves: List[torch.Tensor]):
     """The metadata that decides a meta block's work, or None when an argument is not a tensor or a
-    plain value (a cache object, a custom class: state the key cannot see)."""
+    plain value (a cache object, a custom class: state the key cannot see). Its tensors are appended
+    to ``leaves`` in ``_leaves``' order (complete only where a key is returned)."""
     if type(x) is torch.Tensor or type(x) is nn.Parameter:
-        if x.device.type != "meta" or x.layout is not torch.strided or x.is_nested:
+        if not x.is_meta or x.layout is not torch.strided or x.is_nested:
             return None
+        leaves.append(x)
         return ("t", tuple(x.shape), x.stride(), x.storage_offset(), x.dtype, x.requires_grad)
     if isinstance(x, PLAIN_VALUES):
         return (type(x), x)
-    if type(x) in (list, tuple):
-        keys = tuple(_inputs_key(i) for i in x)
-        return None if any(k is None for k in keys) else (type(x), keys)
-    if type(x) is dict:
-        keys = tuple((k, _inputs_key(v)) for k, v in x.items())
-        return None if any(not isinstance(k, str) or v is None for k, v in keys) else (dict, keys)
+    kind = type(x)
+    if kind is list or kind is tuple:
+        keys = []
+        for i in x:
+            key = _inputs_key(i, leaves)
+            if key is None:
+                return None
+            keys.append(key)
+        return (kind, tuple(keys))
+    if kind is dict:
+        keys = []
+        for k, v in x.items():
+            key = _inputs_key(v, leaves) if type(k) is str else None
+            if key is None:
+                return None
+            keys.append((k, key))
+        return (dict, tuple(keys))
     return None
 
 
 def _knows_any(known, tensors) -> bool:
-    return known is not None and any(t in known.values for t in tensors)
+    return known is not None and len(known.values) > 0 and any(t in known.values for t in tensors)
 
 
 def _leaves(x) -> List[torch.Tensor]:
