@@ -198,3 +198,11 @@ class _SlotFlag(nn.Module):
 def test_a_block_that_branches_on_a_slot_is_keyed_by_it():
     t = _both(_Twins(_SlotFlag, n=6), (4, 8))
     assert t.totals.flops == 7 * 2 * 4 * 8 * 8  # six blocks, the fifth twice
+
+
+def test_a_block_whose_layer_has_its_own_forward_patched_is_keyed_by_it():
+    model = _Twins(lambda i: nn.Sequential(nn.Linear(8, 8), nn.ReLU()), n=6)
+    layer = model.blocks[4][0]
+    layer.forward = lambda x: nn.Linear.forward(layer, nn.Linear.forward(layer, x))  # this one works twice
+    t = _both(model, (4, 8))
+    assert t.totals.flops == 7 * 2 * 4 * 8 * 8

@@ -148,10 +148,21 @@ class Recorder:
     def replay(self, calls) -> None:
         """Record module calls that were not run, as their hooks would have: ``(path, module, input
         shape, output shape)`` in the order they finished (a memoised block's, memo.py)."""
-        for path, module, inputs, outputs in calls:
-            self.modules.setdefault(path, module)
-            self.inputs[path] = inputs
-            self._finished_call(path, inputs, outputs)
+        modules, seen_inputs, first, last, counts, last_out, every = (
+            self.modules, self.inputs, self.first_seen, self.last_seen, self.calls, self.outputs, self.call_outputs)
+        journal, finished = self.journal, self._finished
+        for path, module, inputs, outputs in calls:  # _finished_call's bookkeeping, in one loop
+            finished += 1
+            modules.setdefault(path, module)
+            seen_inputs[path] = inputs
+            first.setdefault(path, finished)
+            last[path] = finished
+            counts[path] = counts.get(path, 0) + 1
+            last_out[path] = outputs
+            every.setdefault(path, []).append(outputs)
+            if journal is not None:
+                journal.append((path, inputs, outputs))
+        self._finished = finished
 
     def _tag(self, path: str, output, inputs) -> None:
         """Give this call's path to the autograd nodes its forward created: walk back from the

@@ -38,7 +38,8 @@ from archscope.analysis.counter import PLAIN_TYPES, PLAIN_VALUES
 from archscope.models import tree
 from archscope.models.build import MODULE_TABLES
 
-_TABLES = set(MODULE_TABLES) | {"forward"}  # not a module's own attributes (forward: the wrapper put there)
+_OWN_TABLES = frozenset(MODULE_TABLES)  # what every module holds: keyed through its tensors and submodules
+_TABLES = _OWN_TABLES | {"forward"}  # not state a call changes (forward: the wrapper put there during it)
 _REFUSED = object()
 
 
@@ -275,7 +276,8 @@ class BlockMemo:
             k = prefix + rel if rel else path
             counter.by_key[k] = counter.by_key.get(k, 0) + v
         counter.total += entry.total
-        counter.uncounted.update(entry.uncounted)
+        if entry.uncounted:
+            counter.uncounted.update(entry.uncounted)
         if entry.routed:
             counter.routed = True
         self.replayed += 1
@@ -322,8 +324,8 @@ def _attributes_key(module: nn.Module) -> tuple:
     if from_transformers is None:
         from_transformers = _FROM_TRANSFORMERS[kind] = kind.__module__.startswith("transformers.")
     parts = []
-    for k, v in module.__dict__.items():
-        if k in _TABLES or (from_transformers and k == "layer_idx"):
+    for k, v in module.__dict__.items():  # a forward of the instance's own (a user's patch) by identity
+        if k in _OWN_TABLES or (from_transformers and k == "layer_idx"):
             continue
         kind = type(v)
         if kind in _AS_THEY_ARE:  # most attributes (a flag, a size, a name): what _by_value would give
@@ -384,7 +386,7 @@ def _plain_value(v) -> bool:
 def _tensors_key(table) -> tuple:
     if not table:
         return ()
-    return tuple((name, None) if t is None else (name, t.shape, t.dtype, t.requires_grad) for name, t in table.items())
+    return tuple([(name, None) if t is None else (name, t.shape, t.dtype, t.requires_grad) for name, t in table.items()])
 
 
 def _inputs_key(x, leaves: List[torch.Tensor]):

@@ -59,8 +59,10 @@ def running_mode(model: nn.Module, training: bool, modules: Optional[List[nn.Mod
     if modules is None:
         modules = tree.modules(model)
     modes = [(m, m.training) for m in modules]
-    plain = all(type(m).__setattr__ is _SETATTR for m in modules)  # training is an attribute like any other
-    if plain and all(type(m).train is _TRAIN or _trains_plainly(m) for m in modules):
+    kinds = {type(m) for m in modules}  # asked of each class once: a model has a few dozen
+    plain = all(kind.__setattr__ is _SETATTR for kind in kinds)  # training is an attribute like any other
+    overriding = [kind for kind in kinds if kind.train is not _TRAIN]
+    if plain and (not overriding or all(_trains_plainly(m) for m in modules if type(m) in overriding)):
         for m in modules:  # what Module.train does, without a Python call per module (1,046 in a Llama-2-70B)
             m.__dict__["training"] = training
     else:
