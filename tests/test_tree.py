@@ -51,6 +51,9 @@ def test_the_walk_is_pytorchs(name):
         assert [(n, id(m)) for n, m in tree.named_modules(model, remove_duplicate=dup)] == \
             [(n, id(m)) for n, m in model.named_modules(remove_duplicate=dup)]
     assert [id(m) for m in tree.modules(model)] == [id(m) for m in model.modules()]
+    for depth in (0, 1, 2):
+        assert [(n, id(m)) for n, m in tree.named_modules(model, remove_duplicate=False, depth=depth)] == \
+            [(n, id(m)) for n, m in model.named_modules(remove_duplicate=False) if (n.count(".") + 1 if n else 0) <= depth]
     assert [(n, id(p)) for n, p in tree.named_parameters(model)] == [(n, id(p)) for n, p in model.named_parameters()]
     assert [id(p) for p in tree.parameters(model)] == [id(p) for p in model.parameters()]
     assert [(n, id(b)) for n, b in tree.named_buffers(model)] == [(n, id(b)) for n, b in model.named_buffers()]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
+import torch
 from torch import nn
 
 from archscope.analysis.counter import FlopCounter
@@ -87,7 +88,8 @@ def _trace_of(loaded, inputs: Inputs, run: Attempt, depth: int, collapse: bool, 
                       backward_by_path=counter.backward_by_key)
     if collapse:
         rows = collapse_rows(rows, module)
-    params, trainable = _unique_params(module)
+    packed = packed_weights(module)  # int8 weights PyTorch's parameters() leaves out
+    params, trainable = _unique_params(module, packed)
     return Trace(
         model=loaded.label,
         input_shape=inputs.describe(),
@@ -100,7 +102,7 @@ def _trace_of(loaded, inputs: Inputs, run: Attempt, depth: int, collapse: bool, 
                       None if counter.backward_total is None else counter.total + counter.backward_total),
         options=dict(model_kwargs),
         note="; ".join(n for n in (loaded.note, _assumed(inputs, loaded), run.note, _fields_note(run),
-                                   _packed_note(module), _routing_note(counter)) if n) or None,
+                                   _packed_note(packed), _routing_note(counter)) if n) or None,
         uncounted_ops=counter.uncounted_ops(),
     )
 
@@ -156,14 +158,13 @@ def _routing_note(counter: FlopCounter) -> Optional[str]:
             "matmuls); the FLOPs are the same whichever experts the routing chose, their per-expert split is not")
 
 
-def _unique_params(model: nn.Module) -> Tuple[int, int]:
+def _unique_params(model: nn.Module, packed: List[torch.Tensor]) -> Tuple[int, int]:
     params = list(tree.parameters(model))  # parameters() already yields a shared tensor once
-    packed = sum(t.numel() for t in packed_weights(model))  # int8 weights PyTorch's parameters() leaves out
-    return sum(p.numel() for p in params) + packed, sum(p.numel() for p in params if p.requires_grad)
+    return (sum(p.numel() for p in params) + sum(t.numel() for t in packed),
+            sum(p.numel() for p in params if p.requires_grad))
 
 
-def _packed_note(model: nn.Module) -> Optional[str]:
-    packed = packed_weights(model)
+def _packed_note(packed: List[torch.Tensor]) -> Optional[str]:
     if not packed:
         return None
     n = sum(t.numel() for t in packed if t.is_quantized)

@@ -29,10 +29,11 @@ def _inclusive(by_path: Dict) -> Dict[str, int]:
     for path, flops in by_path.items():
         if path is None:
             continue
-        parts = path.split(".") if path else []
-        for i in range(len(parts) + 1):
-            prefix = ".".join(parts[:i])
-            inclusive[prefix] = inclusive.get(prefix, 0) + flops
+        while True:  # the path, then each prefix up to the root ("")
+            inclusive[path] = inclusive.get(path, 0) + flops
+            if not path:
+                break
+            path = path.rpartition(".")[0]
     return inclusive
 
 
@@ -51,10 +52,10 @@ def build_rows(model: nn.Module, rec, flops_by_path: Dict, depth: int, root_labe
     def elsewhere(path) -> bool:
         return any(measure.get(path) for measure in also)
 
-    # Every structural path, shared modules included under each of their names.
-    modules: Dict[str, nn.Module] = dict(tree.named_modules(model, remove_duplicate=False))
+    # Every structural path down to the depth, shared modules included under each of their names.
+    modules: Dict[str, nn.Module] = dict(tree.named_modules(model, remove_duplicate=False, depth=depth))
     # Packed weights are looked for row by row only where some module may hold them (one test per module).
-    packs = any(_may_pack(m) for m in modules.values())
+    packs = any(_may_pack(m) for m in tree.modules(model))
     kids: Dict[str, List[str]] = {name: [] for name in modules}
     for name in modules:
         if name:

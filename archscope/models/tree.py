@@ -27,13 +27,19 @@ class _Overridden(Exception):
     """A module with a walk of its own: PyTorch's walk is used."""
 
 
-def named_modules(model: nn.Module, remove_duplicate: bool = True) -> List[Tuple[str, nn.Module]]:
+def named_modules(model: nn.Module, remove_duplicate: bool = True,
+                  depth: Optional[int] = None) -> List[Tuple[str, nn.Module]]:
     """``list(model.named_modules(remove_duplicate=...))``: preorder, a shared module once (by
-    identity) under its first name unless ``remove_duplicate`` is False."""
+    identity) under its first name unless ``remove_duplicate`` is False; with ``depth`` (and every name
+    of a shared module: a module's first name may lie deeper), only the names at most that many levels
+    below ``model`` (the rows of a depth need no deeper names)."""
+    if depth is not None and remove_duplicate:
+        raise ValueError("named_modules(depth=...) lists every name of a shared module: remove_duplicate=False")
     try:
-        return _walk(model, remove_duplicate)
+        return _walk(model, remove_duplicate, depth)
     except _Overridden:
-        return list(model.named_modules(remove_duplicate=remove_duplicate))
+        found = list(model.named_modules(remove_duplicate=remove_duplicate))
+        return found if depth is None else [(n, m) for n, m in found if (n.count(".") + 1 if n else 0) <= depth]
 
 
 def modules(model: nn.Module) -> List[nn.Module]:
@@ -115,12 +121,12 @@ def parameters(model: nn.Module, walked: Optional[Walk] = None) -> Iterator[nn.P
     return iter(_tensors(model, "_parameters", walked))
 
 
-def _walk(model: nn.Module, remove_duplicate: bool) -> List[Tuple[str, nn.Module]]:
+def _walk(model: nn.Module, remove_duplicate: bool, depth: Optional[int] = None) -> List[Tuple[str, nn.Module]]:
     found: List[Tuple[str, nn.Module]] = []
     seen = set()
-    pending = [("", model)]
+    pending = [("", model, 0)]
     while pending:
-        prefix, module = pending.pop()
+        prefix, module, level = pending.pop()
         if type(module).named_modules is not _NAMED_MODULES:
             raise _Overridden
         if remove_duplicate:
@@ -129,9 +135,10 @@ def _walk(model: nn.Module, remove_duplicate: bool) -> List[Tuple[str, nn.Module
             seen.add(id(module))
         found.append((prefix, module))
         children = module._modules
-        if children:
-            dot = f"{prefix}." if prefix else ""
-            pending.extend((dot + name, child) for name, child in reversed(children.items()) if child is not None)
+        if children and (depth is None or level < depth):
+            dot, below = (f"{prefix}." if prefix else ""), level + 1
+            pending.extend((dot + name, child, below) for name, child in reversed(children.items())
+                           if child is not None)
     return found
 
 
