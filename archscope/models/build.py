@@ -164,10 +164,10 @@ def stand_in(module: nn.Module) -> nn.Module:
     structural copy: every module object new, with its own ``__dict__``, tables and cloned buffers."""
     if isinstance(module, torch.jit.ScriptModule):
         return module  # TorchScript holds its state in C++; it takes no Python hooks either
-    modules = list(dict.fromkeys(module.modules()))  # one walk, shared by everything below
+    modules = tree.modules(module)  # one walk, shared by everything below
     lazy = fresh_lazy_tensors(module, modules=modules)
     # Shared, except a lazy layer's uninitialised tensors: its first forward materialises them in place.
-    params = {id(p): p for p in module.parameters(recurse=True) if id(p) not in lazy}
+    params = {id(p): p for p in tree.parameters(module) if id(p) not in lazy}
     try:
         copied = _deep_copy_of_modules(module, modules, {**params, **lazy}) if _plain_modules(modules) else None
         if copied is None:
@@ -275,11 +275,16 @@ def fresh_lazy_tensors(module: nn.Module, device: Optional[str] = None, modules=
     fresh: Dict[int, torch.Tensor] = {}
     for m in module.modules() if modules is None else modules:
         for t in list(m._parameters.values()) + list(m._buffers.values()):
+            if type(t) in _PLAIN_TENSORS:
+                continue  # by the exact type first: isinstance against Parameter classes is a Python call
             if isinstance(t, nn.parameter.UninitializedParameter):
                 fresh[id(t)] = nn.parameter.UninitializedParameter(t.requires_grad, device or t.device, t.dtype)
             elif isinstance(t, nn.parameter.UninitializedBuffer):
                 fresh[id(t)] = nn.parameter.UninitializedBuffer(t.requires_grad, device or t.device, t.dtype)
     return fresh
+
+
+_PLAIN_TENSORS = frozenset({torch.Tensor, nn.Parameter, type(None)})
 
 
 # The tables every nn.Module keeps in its __dict__ (its tensors, children and hooks), not attributes of its own.
