@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
 import warnings
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
@@ -488,18 +489,14 @@ def _backward(out, recorder: Recorder, counter: Optional[FlopCounter]) -> None:
 
 def _all_on_meta(walked: tree.Walk) -> bool:
     """Every tensor each module holds is on meta (read from the tables: a tensor held twice is looked
-    at twice, which costs less than keeping a set of them)."""
-    for _, m in walked:
-        params, buffers = m._parameters, m._buffers
-        if params:
-            for t in params.values():
-                if t is not None and not t.is_meta:
-                    return False
-        if buffers:
-            for t in buffers.values():
-                if t is not None and not t.is_meta:
-                    return False
-    return True
+    at twice, which costs less than keeping a set of them; the test of each by C calls, map and
+    attrgetter, since an 80-layer Llama holds 1,700)."""
+    tensors = [t for _, m in walked for table in (m._parameters, m._buffers) if table
+               for t in table.values() if t is not None]
+    return all(map(_IS_META, tensors))
+
+
+_IS_META = operator.attrgetter("is_meta")
 
 
 def _named_tensors(model: nn.Module, walked: tree.Walk):
