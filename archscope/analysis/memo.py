@@ -88,6 +88,7 @@ class BlockMemo:
     recorder: Any = None
     replayed: int = 0
     entered: bool = False  # a watched block was called (a failure before it owes nothing to memoisation)
+    _recording: int = 0  # blocks being recorded now
     _entries: Dict[Any, Any] = field(default_factory=dict)
     _structure: Dict[int, Any] = field(default_factory=dict)
     _trees: Dict[int, Dict[str, nn.Module]] = field(default_factory=dict)
@@ -182,9 +183,12 @@ class BlockMemo:
         self.entered = True
         if rec is None:
             return bound(*args, **kwargs)
-        if not rec.stack or rec.stack[-1][1] is not module:
+        if not rec.stack or rec.stack[-1][1] is not module or self._recording:
+            # forward() called directly, not through the module's hooks; or a block inside one being
+            # recorded, whose calls are the recording's (recording it too would only cost: its replays
+            # come with the outer block's)
             rec.hook_below(module)
-            return bound(*args, **kwargs)  # forward() called directly, not through the module's hooks
+            return bound(*args, **kwargs)
         leaves: List[torch.Tensor] = []
         inputs = _inputs_key((args, kwargs), leaves)
         if inputs is None or _knows_any(rec.known, leaves):
@@ -215,9 +219,11 @@ class BlockMemo:
         total, uncounted, read, routed = counter.total, Counter(counter.uncounted), counter.data_dependent, counter.routed
         counter.by_key, rec.journal, counter.data_dependent = {}, [], False
         before, answered = _state(module), rec.known.answered if rec.known is not None else 0
+        self._recording += 1
         try:
             out = bound(*args, **kwargs)
         finally:
+            self._recording -= 1
             flops, journal, value_read = counter.by_key, rec.journal, counter.data_dependent
             for k, v in flops.items():
                 outer_flops[k] = outer_flops.get(k, 0) + v
