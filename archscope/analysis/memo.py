@@ -399,14 +399,16 @@ def _inputs_key(x, leaves: List[torch.Tensor]):
     """The metadata that decides a meta block's work, or None when an argument is not a tensor or a
     plain value (a cache object, a custom class: state the key cannot see). Its tensors are appended
     to ``leaves`` in ``_leaves``' order (complete only where a key is returned)."""
-    if type(x) is torch.Tensor or type(x) is nn.Parameter:
+    kind = type(x)
+    if kind in PLAIN_TYPES:  # most arguments (None, a flag): by the exact type first
+        return (kind, x)
+    if kind is torch.Tensor or kind is nn.Parameter:
         if not x.is_meta or x.layout is not torch.strided or x.is_nested:
             return None
         leaves.append(x)
         return ("t", tuple(x.shape), x.stride(), x.storage_offset(), x.dtype, x.requires_grad)
     if isinstance(x, PLAIN_VALUES):
-        return (type(x), x)
-    kind = type(x)
+        return (kind, x)
     if kind is list or kind is tuple:
         keys = []
         for i in x:
