@@ -226,7 +226,9 @@ def test_a_transformers_models_own_train_is_known_to_set_only_the_flags_and_a_lo
     with modes.running_mode(model, False):
         assert not any(m.training for m in model.modules())
     assert [m.training for m in model.modules()] == before
-    assert modes._trains_plainly(model)
+    train = type(model).train  # a transformers version whose train() is not in the table is called as ever
+    known = (train.__module__, train.__qualname__, train.__code__.co_names) in modes._PLAIN_UNLESS
+    assert modes._trains_plainly(model) == known
     model._use_kernels = True  # then its train() recasts kernels: it must be called, not skipped
     assert not modes._trains_plainly(model)
 

@@ -85,9 +85,15 @@ _SETATTR = nn.Module.__setattr__
 # ``use_kernels`` is on. An override is known by its module, its name and every name its code reads,
 # so a later version that reads any other name is not known and is called as ever (its Module.train
 # walk of an 80-layer Llama: 7 ms, a fifth of archscope's own work on it).
+_UNLESS_KERNELS = lambda m: not m.use_kernels  # noqa: E731 - both versions act only with hub kernels on
 _PLAIN_UNLESS = {
+    # transformers 5.24: recasts its kernels when the mode changes
     ("transformers.modeling_utils", "PreTrainedModel.train",
-     ("training", "super", "train", "use_kernels", "set_use_kernels")): lambda m: not m.use_kernels,
+     ("training", "super", "train", "use_kernels", "set_use_kernels")): _UNLESS_KERNELS,
+    # transformers 5.25: sets its kernels' mode when the kernels package is there
+    ("transformers.modeling_utils", "PreTrainedModel.train",
+     ("super", "train", "is_kernels_available", "use_kernels", "kernels", "Mode", "INFERENCE", "TRAINING",
+      "kernels_mode")): _UNLESS_KERNELS,
 }
 _KNOWN: dict = {}  # a train function → its condition, or None when it is not a known one
 
