@@ -237,3 +237,18 @@ def test_gpu_check_dry_run_needs_nothing_the_gpu_machine_lacks(tmp_path):
     data = json.loads((tmp_path / "gpu_check.json").read_text())
     assert [m["model"] for m in data["models"]] == ["lenet", "googlenet"] and data["dry_run"]
     assert all(m["estimated_memory_bytes"] > 0 and m["epoch_s"] > 0 for m in data["models"])
+
+
+def test_gpu_predict_dry_run_needs_nothing_the_gpu_machine_lacks(tmp_path):
+    blocked = tmp_path / "blocked" / "torchinfo"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('the GPU machine has no torchinfo')\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'blocked'}:{ROOT}", "OUT": str(tmp_path)}
+    r = subprocess.run([sys.executable, "benchmarks/gpu_predict.py", "--dry-run", "--models", "lenet"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads((tmp_path / "gpu_predict.json").read_text())["rows"]
+    assert [row["model"] for row in rows] == ["lenet"]
+    assert [t["step"] for t in rows[0]["time"]] == ["forward", "train"]
+    assert all(t["predicted_ms"] > 0 and t["measured_ms"] > 0 for t in rows[0]["time"])
+    assert rows[0]["memory"]["estimated_bytes"] > 0
