@@ -358,3 +358,86 @@ def test_lazy_model_that_fails_is_one_line():
     with pytest.raises(ModelFailure) as info:
         trace(net, input_size=(1, 1, 8, 8))
     assert "\n" not in str(info.value) and "lazy" in str(info.value)
+
+
+# --------------------------------------------------------------------------- a module that looks at its hooks
+
+def _encoder(layers=2, d=32, heads=4, ff=64):
+    layer = nn.TransformerEncoderLayer(d, heads, ff, batch_first=True)
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False).eval()
+
+
+class _Nested(nn.Module):
+    """Encoder layers two containers down: the outer row's shapes come from every call below it."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.ModuleList([nn.TransformerEncoderLayer(32, 4, 64, batch_first=True)
+                                                    for _ in range(2)])])
+
+    def forward(self, x):
+        for layer in self.blocks[0]:
+            x = layer(x)
+        return x
+
+
+class _ReachesIn(nn.Module):
+    """Calls a Linear inside an encoder layer from outside that layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = _encoder()
+
+    def forward(self, x):
+        return self.enc.layers[0].linear1(self.enc(x))
+
+
+def _fused_calls(monkeypatch):
+    calls = []
+    fused = torch._transformer_encoder_layer_fwd
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return fused(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "_transformer_encoder_layer_fwd", counted)
+    return calls
+
+
+def test_an_encoder_layer_below_the_rows_runs_its_own_fused_kernel(monkeypatch):
+    """nn.TransformerEncoderLayer in eval takes its fused kernel only when no module of its tree has a
+    hook: archscope's hooks would send it down the other path. Where its children are not rows, it
+    runs as it does without archscope, and every row is the one the unfused path gives (on meta there
+    is no fused kernel: the rows there are the reference)."""
+    from archscope.analysis.hooks import reads_its_hooks
+
+    assert reads_its_hooks(nn.TransformerEncoderLayer) and not reads_its_hooks(nn.Linear)
+    calls = _fused_calls(monkeypatch)
+    torch.manual_seed(0)
+    model, x = _encoder(), torch.randn(2, 10, 32)
+    expected = 2 * (mha_flops(2, 10, 32) + 2 * linear_flops(20, 32, 64))  # by hand, two layers
+    with torch.no_grad():
+        model(x)
+    assert len(calls) == 2  # PyTorch's own eval forward is fused
+    for depth, fused in ((1, 2), (2, 2), (3, 0)):  # at depth 3 the layers' children are rows: hooked as ever
+        del calls[:]
+        cpu, meta = trace(model, input_size=(2, 10, 32), depth=depth), trace(model, input_size=(2, 10, 32),
+                                                                                depth=depth, device="meta")
+        assert len(calls) == fused and cpu.device == "cpu", depth
+        assert cpu.totals.flops == expected and cpu.uncounted_ops == {}
+        assert [(r.name, r.input_shape, r.output_shape, r.flops, r.calls, r.kind) for r in cpu.rows] == \
+            [(r.name, r.input_shape, r.output_shape, r.flops, r.calls, r.kind) for r in meta.rows], depth
+    assert [r.name for r in trace(model, input_size=(2, 10, 32), depth=2).rows] == ["layers.0", "layers.1"]
+
+
+@pytest.mark.parametrize("model", [_Nested, _ReachesIn], ids=["two containers down", "reached into"])
+def test_a_record_the_fused_kernel_would_change_runs_again_with_every_layer_hooked(model, monkeypatch):
+    calls = _fused_calls(monkeypatch)
+    torch.manual_seed(0)
+    m = model().eval()
+    for depth in (1, 2):
+        cpu, meta = trace(m, input_size=(2, 10, 32), depth=depth), trace(m, input_size=(2, 10, 32), depth=depth,
+                                                                          device="meta")
+        assert [(r.name, r.input_shape, r.output_shape, r.flops, r.calls) for r in cpu.rows] == \
+            [(r.name, r.input_shape, r.output_shape, r.flops, r.calls) for r in meta.rows], depth
+    assert calls  # the first run of each was fused, then it ran again hooked

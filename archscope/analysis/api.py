@@ -64,7 +64,7 @@ def trace(
     model_kwargs = {**(model_kwargs or {}), **kwargs}
     with gc_paused():
         loaded, inputs, run = counted_run(model, input_size, depth, device, batch, model_kwargs, dtypes, input_data,
-                                          train=train, rf=rf, memo=memo)
+                                          train=train, rf=rf, memo=memo, rows_depth=depth)
         return _trace_of(loaded, inputs, run, depth, collapse, model_kwargs)
 
 
@@ -77,7 +77,7 @@ def traces(model: Any, depths: List[int], input_size: InputSize = None, device: 
     model_kwargs = {**(model_kwargs or {}), **kwargs}
     with gc_paused():
         loaded, inputs, run = counted_run(model, input_size, min(depths), device, batch, model_kwargs, dtypes,
-                                          input_data, train=train, rf=rf)
+                                          input_data, train=train, rf=rf, rows_depth=max(depths))
         return [_trace_of(loaded, inputs, run, depth, False, model_kwargs) for depth in depths]
 
 

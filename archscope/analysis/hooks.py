@@ -32,11 +32,19 @@ class Recorder:
 
     def __init__(self, model: nn.Module, counter: Optional[FlopCounter] = None, tag_autograd: bool = False,
                  fields: bool = False, listeners: Tuple[PathListener, ...] = (), walked: Optional[tree.Walk] = None,
-                 deferred: Optional[Set[int]] = None):
+                 deferred: Optional[Set[int]] = None, rows_depth: Optional[int] = None):
         """``deferred``: ids of modules hooked only when ``hook_below`` is called for a module above them
         (those inside the blocks a memo may replay, which a replay never calls: 936 of an 80-layer
         Llama's 1,045). Any call of one still waiting sets ``missed``: its call went unrecorded, and the
-        caller runs the forward again with every module hooked."""
+        caller runs the forward again with every module hooked.
+
+        ``rows_depth``: only rows down to this depth will be made from this record. A module at that
+        depth or below whose forward looks at its tree's hooks (``reads_its_hooks``: a
+        TransformerEncoderLayer takes its fused kernel only when no module of its tree has a hook)
+        is then watched by global hooks, which it does not see, and its descendants (no row) not at
+        all: it runs as it runs without archscope. Its work is charged to it, so every row down to
+        that depth is the same. A descendant called from outside it sets ``missed``, and so does a
+        record the rows would read differently (``rows_may_differ``)."""
         self.root = model
         self.current: Optional[str] = None  # the call path whose work runs now (None: outside any module)
         self.listeners: List[PathListener] = ([counter] if counter is not None else []) + list(listeners)
@@ -70,14 +78,22 @@ class Recorder:
         self._waiting: Dict[int, nn.Module] = {}  # deferred modules not hooked yet
         self._opened: Set[int] = set()  # modules whose tree hook_below has hooked
         self._guard = None
+        self._global_post = None
+        self.rows_depth = rows_depth
+        # id → name of each module watched by the global hooks; id of each descendant of one → that module
+        self._observed, self._silent = _self_watching(walked, rows_depth) if rows_depth is not None else ({}, {})
+        silent = self._silent
         for _, module in walked:
             if deferred and id(module) in deferred:
                 self._waiting[id(module)] = module
-            else:
+            elif id(module) not in self._observed and id(module) not in silent:
                 self._hook(module)
-        if self._waiting:
+        if self._waiting or self._observed:
             # Global, so it sees the call of any module, hooked or not; it only looks the module up.
             self._guard = torch.nn.modules.module.register_module_forward_pre_hook(self._unhooked_call)
+        if self._observed:
+            self._global_post = torch.nn.modules.module.register_module_forward_hook(self._observed_post,
+                                                                                     with_kwargs=True)
 
     def _hook(self, module: nn.Module) -> None:
         if isinstance(module, torch.jit.ScriptModule):
@@ -100,8 +116,35 @@ class Recorder:
                 self._hook(waiting.pop(id(m)))
 
     def _unhooked_call(self, module, args) -> None:
-        if id(module) in self._waiting:
+        key = id(module)
+        if key in self._waiting:
             self.missed = True
+        elif key in self._observed:
+            self._pre(module, args, {})  # a global pre-hook is not given the keyword arguments: _observed_post is
+        elif key in self._silent and not (self.stack and self.stack[-1][1] is self._silent[key]):
+            self.missed = True  # called from outside the module watching it: its work would be charged elsewhere
+
+    def _observed_post(self, module, args, kwargs, output) -> None:
+        if id(module) in self._observed:
+            if not args and kwargs:
+                self.inputs[self.stack[-1][0]] = shape_of(kwargs)
+            self._post(module, args, output)
+
+    @property
+    def watching(self) -> bool:
+        """Some module is left to its own path, watched by the global hooks only."""
+        return bool(self._observed)
+
+    def rows_may_differ(self) -> bool:
+        """A row at ``rows_depth`` that is an uncalled container (a ModuleList) takes its shapes from
+        its called children, or else from every call below it: below a watched module that was not
+        called through a called child, the calls its descendants would have made are missing."""
+        depth = self.rows_depth
+        for name in self._observed.values():
+            parts = name.split(".")
+            if len(parts) > depth + 1 and ".".join(parts[:depth + 1]) not in self.calls:
+                return True
+        return False
 
     def _path(self, module: nn.Module) -> str:
         if not self.stack:
@@ -217,9 +260,10 @@ class Recorder:
         return min(below, key=self.first_seen.__getitem__), max(below, key=self.last_seen.__getitem__)
 
     def remove(self):
-        if self._guard is not None:
-            self._guard.remove()
-            self._guard = None
+        for handle in (self._guard, self._global_post):
+            if handle is not None:
+                handle.remove()
+        self._guard = self._global_post = None
         for h in self._handles:
             h.remove()
         self._handles.clear()
@@ -243,6 +287,49 @@ class Recorder:
                 if name:
                     below.setdefault(id(module), name)
         return below.get(id(child))
+
+
+def reads_its_hooks(kind: type) -> bool:
+    """Whether a module class's forward looks at hook tables (``_forward_hooks``,
+    ``_forward_pre_hooks``), by name or as a string, in its code or code nested in it: asked once
+    per class. nn.TransformerEncoderLayer does: it takes its fused kernel only when no module of its
+    tree has a hook."""
+    known = _READS_HOOKS.get(kind)
+    if known is None:
+        code = getattr(getattr(kind, "forward", None), "__code__", None)
+        known = _READS_HOOKS[kind] = code is not None and _mentions(code, _HOOK_TABLES)
+    return known
+
+
+_HOOK_TABLES = frozenset({"_forward_hooks", "_forward_pre_hooks"})
+_READS_HOOKS: Dict[type, bool] = {}
+
+
+def _mentions(code, names) -> bool:
+    if names.intersection(code.co_names):
+        return True
+    return any((type(c) is str and c in names) or (hasattr(c, "co_names") and _mentions(c, names))
+               for c in code.co_consts)
+
+
+def _self_watching(walked: tree.Walk, rows_depth: int) -> Tuple[Dict[int, str], Dict[int, nn.Module]]:
+    """The outermost modules at ``rows_depth`` or below that read their hooks, each with its whole tree
+    its own (no descendant named elsewhere first: one held outside it too would keep its hooks, and
+    a hook anywhere in its tree changes its path anyway); and each of their descendants."""
+    observed: Dict[int, str] = {}
+    silent: Dict[int, nn.Module] = {}
+    names = {id(m): n for n, m in walked}
+    for name, module in walked:
+        if not name or name.count(".") + 1 < rows_depth or id(module) in silent or \
+                not reads_its_hooks(type(module)):
+            continue
+        below = tree.modules(module)[1:]
+        prefix = name + "."
+        if all(names.get(id(m), "").startswith(prefix) for m in below):
+            observed[id(module)] = name
+            for m in below:
+                silent[id(m)] = module
+    return observed, silent
 
 
 # Registering a hook through nn.Module's methods makes a RemovableHandle with weak references to the

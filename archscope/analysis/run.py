@@ -67,6 +67,7 @@ class RunOptions:
     dtype: Optional[torch.dtype] = None  # the model's floating tensors taken at this dtype
     prefer_cpu: bool = True  # a small model passed in with CPU weights runs there rather than on meta
     memo: bool = True  # on meta, repeated blocks are replayed from their first run (memo.py)
+    rows_depth: Optional[int] = None  # only rows down to this depth are made from the run (None: any depth)
 
 
 @dataclass
@@ -160,11 +161,13 @@ def _small_on_cpu_first(plan: _Plan) -> Optional[Attempt]:
     shared (no gradients, nothing writes them) and its buffers copied; the numbers are the same."""
     options = plan.options
     if not (options.prefer_cpu and plan.loaded.passed_in and not options.train and options.dtype is None
-            and _small_on_cpu(plan.module, plan.inputs)):
+            and _small_on_cpu(plan.module, plan.inputs, plan.walk())):
         return None
     # Its fused RNN layers on meta first (heavy_on_meta.py): a failure there (a value from meta read, a real
     # tensor written from one) is not the model's, so the plain real run answers for it.
-    heavy = _heavy_on_meta_allowed(options) and may_run_heavy(tree.modules(plan.module))
+    walked = plan.walk()
+    heavy = _heavy_on_meta_allowed(options) and may_run_heavy(tree.modules(plan.module) if walked is None else
+                                                              [m for _, m in walked])
     run = plan.run(lambda: plan.module, "cpu", None, shared=True, heavy_on_meta=heavy)
     if run.error is not None and heavy:
         plan.fresh_counter()
@@ -304,15 +307,21 @@ def _run(get_module, inputs: Inputs, device: str, counter, note, options: RunOpt
                    heavy_on_meta=heavy_on_meta)
         try:
             walked = walks[1] if walks is not None and walks[0] is module else None
-            out, rec = forward(module, args, kwargs, device, counter, memo=options.memo, walked=walked, **how)
-            if rec.missed:  # a module inside a watched block was called from outside it, unhooked
+            out, rec = forward(module, args, kwargs, device, counter, memo=options.memo, walked=walked,
+                               rows_depth=options.rows_depth, **how)
+            if rec.missed or (rec.watching and rec.rows_may_differ()):
+                # a module inside a watched block was called from outside it, unhooked; or rows would read
+                # a record that a module left to its own path changed: run again with every module hooked
                 counter.__dict__.update(counter.fresh().__dict__)
                 out, rec = forward(module, args, kwargs, device, counter, memo=False, **how)
         except Exception as error:  # noqa: BLE001 - a memoised run fails only where the plain one does, or
-            # where running without the key/value cache took another path: that run is made again plainly
+            # where running without the key/value cache took another path: that run is made again plainly;
+            # so is a run that left a module to its own path (the failure is diagnosed with every layer hooked)
             blocks = getattr(error, "__archscope_memo__", None)
-            missed = getattr(getattr(error, "__archscope_recorder__", None), "missed", False)
-            if blocks is None or not (blocks.entered or missed):
+            recorder = getattr(error, "__archscope_recorder__", None)
+            missed = getattr(recorder, "missed", False)
+            watched = getattr(recorder, "watching", False)
+            if not watched and (blocks is None or not (blocks.entered or missed)):
                 raise
             counter.__dict__.update(counter.fresh().__dict__)  # its partial counts are not kept
             out, rec = forward(module, args, kwargs, device, counter, memo=False, **how)
@@ -360,16 +369,17 @@ SMALL_ON_CPU = 30_000_000  # parameters x batch: below it a real CPU forward tak
 SMALL_INPUT = 2 ** 21  # input elements
 
 
-def _small_on_cpu(module: nn.Module, inputs: Inputs) -> bool:
+def _small_on_cpu(module: nn.Module, inputs: Inputs, walked: Optional[tree.Walk] = None) -> bool:
     if inputs.real or not inputs.shapes:
         return False
+    modules = tree.modules(module) if walked is None else [m for _, m in walked]
     # A conv reuses each weight at every position, so a conv net's real forward costs far more per
     # parameter (ResNet-50: 160 MACs each) than an RNN's or a transformer's, while its meta run (own
     # kernels for its ops, repeated blocks replayed) is as fast or faster for every conv net measured,
     # down to SqueezeNet and MobileNetV3-Small (benchmarks/bench_peers.py): a conv net runs on meta.
-    if any(isinstance(m, nn.modules.conv._ConvNd) for m in tree.modules(module)):
+    if any(isinstance(m, nn.modules.conv._ConvNd) for m in modules):
         return False
-    tensors = list(tree.parameters(module)) + tree.buffers(module)
+    tensors = list(tree.parameters(module, walked)) + tree.buffers(module, walked)
     if any(isinstance(t, nn.parameter.UninitializedParameter) or t.device.type != "cpu" or t.is_quantized
            for t in tensors):
         return False
@@ -402,7 +412,7 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
             train: bool = False, rf: bool = False, flow_depth: Optional[int] = None,
             dtype: Optional[torch.dtype] = None, shared: bool = False, scripted: bool = False,
             known: Optional[list] = None, listeners: Sequence[Any] = (), memo: bool = False,
-            heavy_on_meta: bool = False, walked: Optional[tree.Walk] = None):
+            heavy_on_meta: bool = False, walked: Optional[tree.Walk] = None, rows_depth: Optional[int] = None):
     """One forward call with hooks, in eval mode and without autograd; with ``train``, in
     train mode followed by a backward pass of the sum of the outputs (the counter keeps
     its FLOPs apart). On ``meta``, a model with real tensors (or any model, with ``train``:
@@ -411,7 +421,9 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
     its own parameters with copies of its buffers (an eval forward writes nothing else). Returns ``(output, recorder)``; on failure the
     recorder rides on the exception as ``__archscope_recorder__`` (the diagnosis reads its stack).
     ``memo``: repeated blocks are replayed (memo.py), where the run records nothing else per op;
-    ``heavy_on_meta``: a real forward's matmuls and what follows from them run on meta (heavy_on_meta.py)."""
+    ``heavy_on_meta``: a real forward's matmuls and what follows from them run on meta (heavy_on_meta.py);
+    ``rows_depth``: only rows down to that depth are wanted, so on a real device in an eval forward that
+    records nothing else, a module below it that looks at its hooks runs its own path (hooks.Recorder)."""
     if walked is None:  # one walk for the memo, the hooks, the modes and the stand-ins
         walked = tree.named_modules(model)
     blocks = None
@@ -419,8 +431,11 @@ def forward(model: nn.Module, args: tuple, kwargs: dict, device: str, counter: O
                                                                    counter.record_ops or flow_depth is not None):
         blocks = BlockMemo(model, counter).install(walked)  # before the recorder's hooks: only a user's refuse a block
         kwargs = without_kv_cache(model, kwargs)
+    plain = device != "meta" and not (train or rf or scripted or listeners or flow_depth is not None or
+                                      (counter is not None and counter.record_ops))
     recorder = Recorder(model, counter, tag_autograd=train, fields=rf, listeners=tuple(listeners), walked=walked,
-                        deferred=blocks.inside(walked) if blocks is not None else None)
+                        deferred=blocks.inside(walked) if blocks is not None else None,
+                        rows_depth=rows_depth if plain else None)
     if blocks is not None:
         blocks.recorder = recorder
     if scripted:

@@ -166,8 +166,9 @@ def stand_in(module: nn.Module) -> nn.Module:
         return module  # TorchScript holds its state in C++; it takes no Python hooks either
     modules = tree.modules(module)  # one walk, shared by everything below
     lazy = fresh_lazy_tensors(module, modules=modules)
-    # Shared, except a lazy layer's uninitialised tensors: its first forward materialises them in place.
-    params = {id(p): p for p in tree.parameters(module) if id(p) not in lazy}
+    # Shared, except a lazy layer's uninitialised tensors: its first forward materialises them in place. Read
+    # from the tables the copy goes through (what parameters() would list, without another walk).
+    params = {id(p): p for m in modules for p in m._parameters.values() if p is not None and id(p) not in lazy}
     try:
         copied = _deep_copy_of_modules(module, modules, {**params, **lazy}) if _plain_modules(modules) else None
         if copied is None:
