@@ -360,6 +360,7 @@ class FlopCounter(DispatchMode):
         self.routed = False  # a grouped matmul ran: tokens went through experts a router chose (mixture of experts)
         self._outputs: Dict[Any, Any] = {}  # meta op signature → its outputs' metadata (see _run)
         self.refuse_mixed = False  # on meta: the dtype check a real kernel makes (mixed_dtypes.py; mode_stack sets it)
+        self.beneath = None  # what runs each op instead of a plain call (heavy_on_meta.HeavyBeneath sets it)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -405,7 +406,7 @@ class FlopCounter(DispatchMode):
         out = fast_meta(func, args, kwargs) if key is not None else None  # plain meta tensors only
         if out is None:
             try:
-                out = func(*args, **kwargs)
+                out = func(*args, **kwargs) if self.beneath is None else self.beneath.run(func, args, kwargs)
             except RuntimeError:
                 out = meta_fallback(func, args, kwargs)  # a meta kernel stricter than the CPU one
                 if out is None:

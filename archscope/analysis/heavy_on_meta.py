@@ -76,7 +76,10 @@ class HeavyOnMeta(DispatchMode):
         return value
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
+        return self.run(func, args, kwargs or {})
+
+    def run(self, func, args, kwargs):
+        """The op, its arguments on meta where it is heavy or takes a value from meta."""
         if func in HEAVY or _any_meta(args) or _any_meta(kwargs.values()):
             if func._schema.is_mutable and _writes_a_real_tensor(func, args, kwargs):
                 raise RealValueNeeded(f"{func} would write a value computed on meta into a real tensor")
@@ -92,6 +95,24 @@ class HeavyOnMeta(DispatchMode):
     def __exit__(self, kind, value, traceback):
         super().__exit__(kind, value, traceback)
         if self.failed and kind is None:  # the model caught what a meta value raised and went on
+            raise RealValueNeeded("an op on a value computed on meta failed, and the model went on without it")
+
+
+class HeavyBeneath:
+    """``HeavyOnMeta``'s work done inside the FLOP counter's own dispatch (``counter.beneath``) rather
+    than as a mode below it: each op then passes through one Python mode fewer (about 10 µs an op, a
+    tenth of a small LSTM's trace). Nothing sits between the two modes, so every op is seen as before."""
+
+    def __init__(self, counter):
+        self.counter, self.heavy = counter, HeavyOnMeta()
+
+    def __enter__(self):
+        self.counter.beneath = self.heavy
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        self.counter.beneath = None
+        if self.heavy.failed and kind is None:
             raise RealValueNeeded("an op on a value computed on meta failed, and the model went on without it")
 
 

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from archscope.analysis.fast_meta import fast_meta
-from archscope.analysis.heavy_on_meta import HeavyOnMeta
+from archscope.analysis.heavy_on_meta import HeavyBeneath, HeavyOnMeta
 from archscope.analysis.mixed_dtypes import refuse_mixed_dtypes
 from archscope.analysis.no_dynamo import without_dynamo_import
 from archscope.dispatch import DispatchMode
@@ -123,8 +123,8 @@ def mode_stack(model: nn.Module, *, train: bool, meta: bool, counter: Optional[A
         stack.enter_context(library_warnings_silenced())
         if meta or heavy_on_meta:
             stack.enter_context(without_dynamo_import())
-        if heavy_on_meta:
-            stack.enter_context(HeavyOnMeta())
+        if heavy_on_meta:  # nearest the kernels: below the counter, or inside it when there is one
+            stack.enter_context(HeavyOnMeta() if counter is None else HeavyBeneath(counter))
         if meta and counter is None:
             stack.enter_context(FastMeta())
         if counter is not None:
