@@ -21,9 +21,23 @@ def refuse_mixed_dtypes(func, args) -> None:
         checks = _CHECKS[func] = name.rstrip("_") in CHECKED
     if not checks:
         return
-    found = sorted({str(t.dtype).removeprefix("torch.") for t in torch.utils._pytree.tree_leaves(args)
-                    if isinstance(t, torch.Tensor) and t.is_floating_point()})
-    if len(found) > 1:
+    dtypes = _floating_dtypes(args, set())
+    if len(dtypes) > 1:
+        found = sorted(str(d).removeprefix("torch.") for d in dtypes)
         raise RuntimeError(f"{func._overloadpacket.__name__} was given operands of different dtypes "
                            f"({' and '.join(found)}), which a CPU or CUDA kernel refuses: cast the input to the "
                            "model's dtype, or the model to the input's")
+
+
+def _floating_dtypes(values, found: set) -> set:
+    """The dtypes of the floating tensors among ``values`` and the lists, tuples and dicts in them (what
+    pytree's leaves would hold for an op's arguments, in one loop: pytree cost a convolution 30 µs)."""
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            if v.is_floating_point():
+                found.add(v.dtype)
+        elif isinstance(v, (list, tuple)):
+            _floating_dtypes(v, found)
+        elif isinstance(v, dict):
+            _floating_dtypes(v.values(), found)
+    return found
