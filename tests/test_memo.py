@@ -59,6 +59,23 @@ def test_an_80_layer_llama_replays_78_layers_and_keeps_its_exact_count():
     t = _both("hf:llama", **llama70)
     assert t.totals.params == 68_714_504_192  # Llama-2-70B's published size
     assert _replayed("hf:llama", **llama70) == 78
+    # whole decoder layers are replayed, not only their MLPs: the ops that run are those of 3 layers (2 run)
+    assert _ops("hf:llama", **llama70) == _ops("hf:llama", **{**llama70, "num_hidden_layers": 3})
+
+
+def _ops(model, size=None, **kwargs) -> int:
+    """The ops a memoised trace dispatched (a replayed block dispatches none)."""
+    from archscope.analysis.counter import FlopCounter
+
+    seen = []
+
+    class Counting(FlopCounter):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(func)
+            return super().__torch_dispatch__(func, types, args, kwargs)
+
+    counted_run(model, size, 1, "meta", None, kwargs, None, None, counter=Counting())
+    return len(seen)
 
 
 class _Twins(nn.Module):
@@ -206,3 +223,37 @@ def test_a_block_whose_layer_has_its_own_forward_patched_is_keyed_by_it():
     layer.forward = lambda x: nn.Linear.forward(layer, nn.Linear.forward(layer, x))  # this one works twice
     t = _both(model, (4, 8))
     assert t.totals.flops == 7 * 2 * 4 * 8 * 8
+
+
+class _Scale(nn.Module):
+    """A stateless module held in a plain dict, not as a child (what the ``kernels`` package's
+    ``use_kernelized_func`` gives each attention layer of transformers 5.25: one new one a layer)."""
+
+    def __init__(self, factor=2.0):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+
+class _HoldsAHiddenModule(nn.Module):
+    def __init__(self, i, factor=2.0):
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+        self.__dict__["_funcs"] = {"scale": _Scale(factor)}  # as kernels does: past Module.__setattr__
+
+    def forward(self, x):
+        return self._funcs["scale"](self.lin(x))
+
+
+def test_a_block_holding_a_module_outside_its_children_is_keyed_by_that_module_s_structure():
+    t = _both(_Twins(_HoldsAHiddenModule), (4, 8))
+    assert t.totals.flops == 5 * MATMUL
+    assert _replayed(_Twins(_HoldsAHiddenModule), (4, 8)) == 3  # one new module each, alike: 2 run, 3 replayed
+    # a hidden module that differs (its factor: what its forward reads) keys its block apart
+    differs = _Twins(lambda i: _HoldsAHiddenModule(i, factor=float(i)))
+    _both(differs, (4, 8))
+    assert _replayed(differs, (4, 8)) == 0
+    out = trace(differs, (4, 8), device="cpu")  # and the values follow each block's own factor
+    assert out.totals.flops == 5 * MATMUL

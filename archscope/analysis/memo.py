@@ -157,7 +157,7 @@ class BlockMemo:
                     extra = None
                 if extra is not None:
                     full = (type(module), extra, module.training, _tensors_key(module._parameters),
-                            _tensors_key(module._buffers), _attributes_key(module), tuple(kids))
+                            _tensors_key(module._buffers), _attributes_key(module, self._key_of), tuple(kids))
                     # Interned as a small number, so that a parent's key holds its children's numbers,
                     # not their whole keys: hashing a decoder layer's key would otherwise walk its tree.
                     key = self._interned.setdefault(full, len(self._interned))
@@ -318,13 +318,17 @@ def _global_hooks() -> bool:
                                                        "_global_backward_hooks", "_global_forward_hooks_always_called"))
 
 
-def _attributes_key(module: nn.Module) -> tuple:
+def _attributes_key(module: nn.Module, key_of=None) -> tuple:
     """Every other attribute: a plain value by value (a flag, a size, an index: a block whose forward
     branches on one differs from its twins), anything else by identity (one config object shared by
     all layers keys alike; a layer's own object does not). One exception: transformers' own modules
     keep their index in the model in ``layer_idx``, which its code reads to address the key/value
     cache (absent from a memoised count) and, at construction, to choose the layer's kind, which
-    the layer then holds in attributes that are keyed (``attention_type``, ``is_sliding``...)."""
+    the layer then holds in attributes that are keyed (``attention_type``, ``is_sliding``...).
+
+    A module held outside ``_modules`` (a dict of them: the ``_kernel_funcs`` that the ``kernels``
+    package's ``use_kernelized_func`` gives every attention layer of transformers 5.25, one new
+    stateless module each) is keyed by its structure, as a child is (``key_of``), not by identity."""
     kind = type(module)
     from_transformers = _FROM_TRANSFORMERS.get(kind)
     if from_transformers is None:
@@ -338,9 +342,35 @@ def _attributes_key(module: nn.Module) -> tuple:
             parts.append((k, kind, v))
         elif (kind is tuple or kind is list) and len(v) <= 64 and all(type(i) in _AS_THEY_ARE for i in v):
             parts.append((k, kind, tuple(v)))  # a kernel size, a padding: as _by_value freezes them
+        elif _plain_value(v):
+            parts.append((k, kind, _by_value(v)))
         else:
-            parts.append((k, kind, _by_value(v) if _plain_value(v) else id(v)))
+            hidden = _hidden_modules_key(v, key_of) if key_of is not None else None
+            parts.append((k, kind, id(v) if hidden is None else hidden))
     return tuple(parts)
+
+
+def _hidden_modules_key(v, key_of) -> Optional[tuple]:
+    """The structural keys of a module, or of a dict, list or tuple of modules, held as a plain attribute;
+    None for anything else, or a module that is not keyed (it is then keyed by identity)."""
+    if isinstance(v, nn.Module):
+        key = key_of(v)
+        return None if key is None else ("module", key)
+    if type(v) is dict and v:
+        items = list(v.items())
+    elif type(v) in (list, tuple) and v:
+        items = list(enumerate(v))
+    else:
+        return None
+    keys = []
+    for name, m in items:
+        if not isinstance(m, nn.Module) or not _plain_value(name):
+            return None
+        key = key_of(m)
+        if key is None:
+            return None
+        keys.append((name, key))
+    return ("modules", tuple(keys))
 
 
 def _slots_key(module: nn.Module, names: tuple) -> tuple:
