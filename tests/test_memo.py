@@ -257,3 +257,25 @@ def test_a_block_holding_a_module_outside_its_children_is_keyed_by_that_module_s
     assert _replayed(differs, (4, 8)) == 0
     out = trace(differs, (4, 8), device="cpu")  # and the values follow each block's own factor
     assert out.totals.flops == 5 * MATMUL
+
+
+class _CountingScale(_Scale):
+    def forward(self, x):
+        self.calls = getattr(self, "calls", 0) + 1  # state a replay would not reproduce
+        return x * self.factor
+
+
+def test_a_block_whose_hidden_module_changes_on_a_call_is_not_replayed():
+    shared = _CountingScale()
+
+    class Shares(nn.Module):
+        def __init__(self, i):
+            super().__init__()
+            self.lin = nn.Linear(8, 8)
+            self.__dict__["_funcs"] = {"scale": shared}  # one hidden module for every block
+
+        def forward(self, x):
+            return self._funcs["scale"](self.lin(x))
+
+    _both(_Twins(Shares), (4, 8))
+    assert _replayed(_Twins(Shares), (4, 8)) == 0

@@ -513,9 +513,16 @@ def _remake(made, inputs: List[torch.Tensor]):
 def _state(module: nn.Module) -> tuple:
     """What a call could change in a block without returning it: each module's own attributes (plain
     values by value, others by identity, lists, dicts and sets also by length) and which tensors and
-    submodules it holds."""
+    submodules it holds; and the same of each module held outside the children (keyed by structure,
+    ``_hidden_modules_key``), so that a call that changes one is not replayed."""
     state = []
     for m in tree.modules(module):
+        for v in m.__dict__.values():
+            hidden = [v] if isinstance(v, nn.Module) else \
+                [h for h in v.values() if isinstance(h, nn.Module)] if type(v) is dict else \
+                [h for h in v if isinstance(h, nn.Module)] if type(v) in (list, tuple) else ()
+            for h in hidden:
+                state.append(_state(h))
         own = []
         for k, v in m.__dict__.items():
             if k in _TABLES:
