@@ -279,3 +279,23 @@ def test_a_block_whose_hidden_module_changes_on_a_call_is_not_replayed():
 
     _both(_Twins(Shares), (4, 8))
     assert _replayed(_Twins(Shares), (4, 8)) == 0
+
+
+class _KnowsItsModel(nn.Module):
+    """A back-reference to the model, outside the children (as some libraries keep one)."""
+
+    def __init__(self, i):
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+def test_a_block_holding_a_reference_to_its_model_is_keyed_without_looping():
+    model = _Twins(_KnowsItsModel)
+    for block in model.blocks:
+        block.__dict__["owner"] = model  # past Module.__setattr__: not a child
+    t = _both(model, (4, 8))
+    assert t.totals.flops == 5 * MATMUL
+    assert _replayed(model, (4, 8)) == 3

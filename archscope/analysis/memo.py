@@ -140,6 +140,9 @@ class BlockMemo:
         known = self._structure.get(id(module), _REFUSED)
         if known is not _REFUSED:
             return known
+        # While its key is made, a module that holds it outside the children (a back-reference to a
+        # parent) keys it by identity: no endless recursion.
+        self._structure[id(module)] = None
         key = None
         own = module.__dict__
         if not _has_hooks(own):
@@ -510,19 +513,23 @@ def _remake(made, inputs: List[torch.Tensor]):
     return kind(_remake(p, inputs) for p in made[1])
 
 
-def _state(module: nn.Module) -> tuple:
+def _state(module: nn.Module, seen: Optional[set] = None) -> tuple:
     """What a call could change in a block without returning it: each module's own attributes (plain
     values by value, others by identity, lists, dicts and sets also by length) and which tensors and
     submodules it holds; and the same of each module held outside the children (keyed by structure,
     ``_hidden_modules_key``), so that a call that changes one is not replayed."""
     state = []
-    for m in tree.modules(module):
+    modules = tree.modules(module)
+    seen = set() if seen is None else seen
+    seen.update(id(m) for m in modules)  # a hidden module that is a parent, or one met already: not again
+    for m in modules:
         for v in m.__dict__.values():
             hidden = [v] if isinstance(v, nn.Module) else \
                 [h for h in v.values() if isinstance(h, nn.Module)] if type(v) is dict else \
                 [h for h in v if isinstance(h, nn.Module)] if type(v) in (list, tuple) else ()
             for h in hidden:
-                state.append(_state(h))
+                if id(h) not in seen:
+                    state.append(_state(h, seen))
         own = []
         for k, v in m.__dict__.items():
             if k in _TABLES:
