@@ -23,6 +23,7 @@ import torch
 
 from archscope.analysis.memory import memory
 from archscope.analysis.timing import time_model
+from archscope.inputs import resolve_inputs
 from archscope.models import load_model
 
 MODELS = [("lenet", {}), ("alexnet", {}), ("vgg", {"ratio": 8}), ("nin", {}), ("googlenet", {})]
@@ -41,11 +42,7 @@ def real_step_peak(name, kwargs, batch, device, amp):
     """Peak allocated bytes over one training step (forward under autocast, backward, Adam)."""
     loaded = load_model(name, device="cpu", **kwargs)
     model = loaded.module.to(device).train()
-    side = loaded.default_input
-    shape = (batch, *side[1:]) if isinstance(side, (tuple, list)) and len(side) > 1 else None
-    if shape is None:
-        from archscope.inputs import resolve_inputs
-        shape = tuple(resolve_inputs(None, model, loaded.default_input, batch).shapes[0])
+    shape = tuple(resolve_inputs(None, model, loaded.default_input, batch).shapes[0])
     x = torch.randn(shape, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)

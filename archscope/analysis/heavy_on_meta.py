@@ -94,7 +94,11 @@ class HeavyOnMeta(DispatchMode):
 
     def __exit__(self, kind, value, traceback):
         super().__exit__(kind, value, traceback)
-        if self.failed and kind is None:  # the model caught what a meta value raised and went on
+        self.check(kind)
+
+    def check(self, kind) -> None:
+        """At the end of a run that raised nothing (``kind`` None): a failure the model caught and went on from."""
+        if self.failed and kind is None:
             raise RealValueNeeded("an op on a value computed on meta failed, and the model went on without it")
 
 
@@ -112,8 +116,7 @@ class HeavyBeneath:
 
     def __exit__(self, kind, value, traceback):
         self.counter.beneath = None
-        if self.heavy.failed and kind is None:
-            raise RealValueNeeded("an op on a value computed on meta failed, and the model went on without it")
+        self.heavy.check(kind)
 
 
 def _any_meta(values) -> bool:

@@ -81,7 +81,7 @@ class Recorder:
         self._global_post = None
         self.rows_depth = rows_depth
         # id → name of each module watched by the global hooks; id of each descendant of one → that module
-        self._observed, self._silent = _self_watching(walked, rows_depth) if rows_depth is not None else ({}, {})
+        self._observed, self._silent = _self_watching(walked, self.names, rows_depth) if rows_depth is not None else ({}, {})
         silent = self._silent
         for _, module in walked:
             if deferred and id(module) in deferred:
@@ -312,13 +312,13 @@ def _mentions(code, names) -> bool:
                for c in code.co_consts)
 
 
-def _self_watching(walked: tree.Walk, rows_depth: int) -> Tuple[Dict[int, str], Dict[int, nn.Module]]:
+def _self_watching(walked: tree.Walk, names: Dict[int, str],
+                   rows_depth: int) -> Tuple[Dict[int, str], Dict[int, nn.Module]]:
     """The outermost modules at ``rows_depth`` or below that read their hooks, each with its whole tree
     its own (no descendant named elsewhere first: one held outside it too would keep its hooks, and
     a hook anywhere in its tree changes its path anyway); and each of their descendants."""
     observed: Dict[int, str] = {}
     silent: Dict[int, nn.Module] = {}
-    names = {id(m): n for n, m in walked}
     for name, module in walked:
         if not name or name.count(".") + 1 < rows_depth or id(module) in silent or \
                 not reads_its_hooks(type(module)):

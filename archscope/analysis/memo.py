@@ -353,17 +353,23 @@ def _attributes_key(module: nn.Module, key_of=None) -> tuple:
     return tuple(parts)
 
 
+def _held_items(v) -> list:
+    """A plain attribute's items as ``(name, value)``: a dict's, a list's or tuple's by index; a module is
+    its own one item (``None`` as name); anything else none."""
+    if isinstance(v, nn.Module):
+        return [(None, v)]
+    if type(v) is dict:
+        return list(v.items())
+    if type(v) in (list, tuple):
+        return list(enumerate(v))
+    return []
+
+
 def _hidden_modules_key(v, key_of) -> Optional[tuple]:
     """The structural keys of a module, or of a dict, list or tuple of modules, held as a plain attribute;
     None for anything else, or a module that is not keyed (it is then keyed by identity)."""
-    if isinstance(v, nn.Module):
-        key = key_of(v)
-        return None if key is None else ("module", key)
-    if type(v) is dict and v:
-        items = list(v.items())
-    elif type(v) in (list, tuple) and v:
-        items = list(enumerate(v))
-    else:
+    items = _held_items(v)
+    if not items:
         return None
     keys = []
     for name, m in items:
@@ -373,7 +379,7 @@ def _hidden_modules_key(v, key_of) -> Optional[tuple]:
         if key is None:
             return None
         keys.append((name, key))
-    return ("modules", tuple(keys))
+    return ("module", keys[0][1]) if isinstance(v, nn.Module) else ("modules", tuple(keys))
 
 
 def _slots_key(module: nn.Module, names: tuple) -> tuple:
@@ -524,11 +530,8 @@ def _state(module: nn.Module, seen: Optional[set] = None) -> tuple:
     seen.update(id(m) for m in modules)  # a hidden module that is a parent, or one met already: not again
     for m in modules:
         for v in m.__dict__.values():
-            hidden = [v] if isinstance(v, nn.Module) else \
-                [h for h in v.values() if isinstance(h, nn.Module)] if type(v) is dict else \
-                [h for h in v if isinstance(h, nn.Module)] if type(v) in (list, tuple) else ()
-            for h in hidden:
-                if id(h) not in seen:
+            for _, h in _held_items(v):
+                if isinstance(h, nn.Module) and id(h) not in seen:
                     state.append(_state(h, seen))
         own = []
         for k, v in m.__dict__.items():
